@@ -1,0 +1,624 @@
+//! The client state machine: endpoints and their connections, requests and the
+//! calls that carry them, deadlines. It is driven by `handle_*` inputs stamped
+//! with the caller's time and drained with [`Core::poll_output`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::config::{Config, Endpoint};
+use crate::error::Error;
+use crate::grpc::{Code, FrameDecoder, RequestHead, Status};
+use crate::ids::{CallId, EndpointId, RequestId};
+use crate::rpc::UnaryRequest;
+
+/// Per-request options.
+///
+/// ```
+/// use aetcd_core::CallOptions;
+/// use std::time::Duration;
+/// let opts = CallOptions::new().timeout(Duration::from_secs(2));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallOptions {
+    timeout: Option<Duration>,
+}
+
+impl CallOptions {
+    /// Defaults: the client's request timeout.
+    pub fn new() -> CallOptions {
+        CallOptions::default()
+    }
+
+    /// This request's deadline, counted from when it is started.
+    pub fn timeout(mut self, d: Duration) -> CallOptions {
+        self.timeout = Some(d);
+        self
+    }
+}
+
+/// Something the driver must do, or an event for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Open a connection (TCP, then HTTP/2) to this endpoint, then report
+    /// [`Core::handle_connected`] or [`Core::handle_connect_failed`].
+    Connect {
+        /// Which endpoint ([`Core::endpoint`] has its address).
+        endpoint: EndpointId,
+    },
+    /// Close the connection to this endpoint; its calls are already ended.
+    Disconnect {
+        /// Which endpoint.
+        endpoint: EndpointId,
+    },
+    /// Open a call (an HTTP/2 stream) on the endpoint's connection and send `message`.
+    OpenCall {
+        /// The new call.
+        call: CallId,
+        /// The connection to open it on.
+        endpoint: EndpointId,
+        /// Path and metadata.
+        head: RequestHead,
+        /// The first gRPC frame to send.
+        message: Bytes,
+        /// True when the client sends nothing after `message` (unary calls).
+        end_stream: bool,
+    },
+    /// Reset a call's stream (cancel); nothing more will be reported for it.
+    ResetCall {
+        /// The call.
+        call: CallId,
+    },
+    /// An event for the application.
+    Event(Event),
+}
+
+/// What happened, for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A unary request finished: its answer message (decode it with the request
+    /// type's [`Unary::decode`](crate::rpc::Unary::decode)) or why it failed.
+    Unary {
+        /// The request.
+        id: RequestId,
+        /// The answer message, or the error.
+        result: Result<Bytes, Error>,
+    },
+}
+
+/// Why the core wants to be woken at [`Core::poll_timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum TimerReason {
+    /// A request's deadline.
+    RequestDeadline(RequestId),
+    /// A connection attempt's deadline.
+    ConnectTimeout(EndpointId),
+    /// The end of the wait before reconnecting to an endpoint.
+    ReconnectBackoff(EndpointId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    Idle,
+    Connecting,
+    Connected,
+    Backoff,
+}
+
+#[derive(Debug)]
+struct EndpointState {
+    endpoint: Endpoint,
+    conn: Conn,
+    backoff: Duration,
+    /// Failed since the last success; cleared when a connection is made.
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct Request {
+    unary: UnaryRequest,
+    deadline: Option<Instant>,
+    call: Option<CallId>,
+}
+
+#[derive(Debug)]
+struct Call {
+    request: RequestId,
+    endpoint: EndpointId,
+    decoder: FrameDecoder,
+    headers_seen: bool,
+    message: Option<Bytes>,
+}
+
+/// The sans-IO etcd client.
+///
+/// See the [crate docs](crate) for the driving contract.
+#[derive(Debug)]
+pub struct Core {
+    config: Config,
+    endpoints: Vec<EndpointState>,
+    next_endpoint: usize,
+    next_call: u64,
+    requests: HashMap<RequestId, Request>,
+    calls: HashMap<CallId, Call>,
+    waiting: VecDeque<RequestId>,
+    timers: BTreeSet<(Instant, TimerReason)>,
+    outputs: VecDeque<Output>,
+    now: Option<Instant>,
+    closed: bool,
+}
+
+impl Core {
+    /// A core for this configuration. Nothing happens until the first request.
+    pub fn new(config: Config) -> Core {
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| EndpointState {
+                endpoint: e.clone(),
+                conn: Conn::Idle,
+                backoff: config.reconnect_backoff_min,
+                failed: false,
+            })
+            .collect();
+        Core {
+            config,
+            endpoints,
+            next_endpoint: 0,
+            next_call: 1,
+            requests: HashMap::new(),
+            calls: HashMap::new(),
+            waiting: VecDeque::new(),
+            timers: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            now: None,
+            closed: false,
+        }
+    }
+
+    // ----- application commands -----
+
+    /// Starts a unary request under the caller-chosen `id`. Its outcome arrives as
+    /// [`Event::Unary`]. Errors here are usage errors and nothing was started.
+    pub fn start_unary(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        unary: UnaryRequest,
+        options: CallOptions,
+    ) -> Result<(), Error> {
+        let now = self.tick(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.requests.contains_key(&id) {
+            return Err(Error::InvalidArgument(format!("{id} is already in use")));
+        }
+        let body = unary.frame.len().saturating_sub(crate::grpc::frame::PREFIX_LEN);
+        if body > self.config.max_encoding_message_size {
+            return Err(Error::MessageTooLarge { len: body, limit: self.config.max_encoding_message_size });
+        }
+        let deadline = options.timeout.or(self.config.request_timeout).map(|d| now + d);
+        if let Some(d) = deadline {
+            self.timers.insert((d, TimerReason::RequestDeadline(id)));
+        }
+        self.requests.insert(id, Request { unary, deadline, call: None });
+        match self.ready_endpoint() {
+            Some(ep) => self.open_call(now, id, ep),
+            None => {
+                self.waiting.push_back(id);
+                self.ensure_connecting(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Abandons a request: its call is reset and no event is reported for it.
+    /// Unknown or finished ids are ignored.
+    pub fn cancel(&mut self, now: Instant, id: RequestId) {
+        self.tick(now);
+        if let Some(req) = self.remove_request(id) {
+            if let Some(call) = req.call {
+                self.calls.remove(&call);
+                self.outputs.push_back(Output::ResetCall { call });
+            }
+        }
+    }
+
+    /// Closes the client: every request fails with [`Error::Closed`] and every
+    /// connection is dropped. Later requests are refused.
+    pub fn close(&mut self, now: Instant) {
+        self.tick(now);
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.fail_request(id, Error::Closed);
+        }
+        for i in 0..self.endpoints.len() {
+            if matches!(self.endpoints[i].conn, Conn::Connected | Conn::Connecting) {
+                self.outputs.push_back(Output::Disconnect { endpoint: EndpointId(i as u32) });
+            }
+            self.endpoints[i].conn = Conn::Idle;
+        }
+        self.timers.clear();
+    }
+
+    // ----- inputs from the driver -----
+
+    /// The connection to `endpoint` is up and can carry calls.
+    pub fn handle_connected(&mut self, now: Instant, endpoint: EndpointId) {
+        let now = self.tick(now);
+        let Some(state) = self.endpoints.get_mut(endpoint.index()) else { return };
+        if state.conn != Conn::Connecting {
+            return;
+        }
+        state.conn = Conn::Connected;
+        state.failed = false;
+        state.backoff = self.config.reconnect_backoff_min;
+        self.remove_timer(TimerReason::ConnectTimeout(endpoint));
+        while let Some(id) = self.waiting.pop_front() {
+            if self.requests.contains_key(&id) {
+                self.open_call(now, id, endpoint);
+            }
+        }
+    }
+
+    /// Connecting to `endpoint` failed with `reason` (as the transport reported it).
+    pub fn handle_connect_failed(&mut self, now: Instant, endpoint: EndpointId, reason: impl Into<String>) {
+        let now = self.tick(now);
+        let Some(state) = self.endpoints.get(endpoint.index()) else { return };
+        if state.conn != Conn::Connecting {
+            return;
+        }
+        let error = Error::ConnectFailed { endpoint: state.endpoint.to_string(), reason: reason.into() };
+        self.connect_failed(now, endpoint, error);
+    }
+
+    /// The connection to `endpoint` ended (closed, reset, GOAWAY, I/O error).
+    /// Calls on it fail with [`Error::ConnectionLost`].
+    pub fn handle_disconnected(&mut self, now: Instant, endpoint: EndpointId, reason: impl Into<String>) {
+        let now = self.tick(now);
+        let Some(state) = self.endpoints.get_mut(endpoint.index()) else { return };
+        match state.conn {
+            Conn::Connected => state.conn = Conn::Idle,
+            Conn::Connecting => {
+                let error = Error::ConnectFailed { endpoint: state.endpoint.to_string(), reason: reason.into() };
+                self.connect_failed(now, endpoint, error);
+                return;
+            }
+            Conn::Idle | Conn::Backoff => return,
+        }
+        let reason = reason.into();
+        let lost: Vec<CallId> = self.calls.iter().filter(|(_, c)| c.endpoint == endpoint).map(|(id, _)| *id).collect();
+        for call in lost {
+            self.finish_call(call, Err(Error::ConnectionLost { reason: reason.clone() }));
+        }
+        if !self.waiting.is_empty() {
+            self.ensure_connecting(now);
+        }
+    }
+
+    /// The response head of `call`: its HTTP status and headers as name/value pairs.
+    pub fn handle_headers<'a, I>(&mut self, now: Instant, call: CallId, status: u16, headers: I)
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        self.tick(now);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        if c.headers_seen {
+            self.fail_call(call, Error::malformed("response headers received twice"));
+            return;
+        }
+        c.headers_seen = true;
+        let mut content_type_ok = false;
+        let mut grpc_status = None;
+        let mut grpc_message: &[u8] = b"";
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("content-type") {
+                content_type_ok = value.starts_with(b"application/grpc");
+            } else if name.eq_ignore_ascii_case("grpc-status") {
+                grpc_status = Some(value);
+            } else if name.eq_ignore_ascii_case("grpc-message") {
+                grpc_message = value;
+            }
+        }
+        if status != 200 {
+            let code = match status {
+                400 => Code::Internal,
+                401 => Code::Unauthenticated,
+                403 => Code::PermissionDenied,
+                404 => Code::Unimplemented,
+                429 | 502..=504 => Code::Unavailable,
+                _ => Code::Unknown,
+            };
+            let error = match code {
+                Code::Unavailable => Error::Unavailable { message: format!("HTTP status {status}") },
+                _ => Error::malformed(format!("HTTP status {status} instead of a gRPC response")),
+            };
+            self.fail_call(call, error);
+            return;
+        }
+        if let Some(code) = grpc_status {
+            // Trailers-only response: the status is in the headers and the call is over.
+            let status = Status::from_headers([("grpc-status", code), ("grpc-message", grpc_message)]);
+            self.finish_with_status(call, status);
+            return;
+        }
+        if !content_type_ok {
+            self.fail_call(call, Error::malformed("response content-type is not application/grpc"));
+        }
+    }
+
+    /// A DATA chunk of `call`, in whatever split the transport produced.
+    pub fn handle_data(&mut self, now: Instant, call: CallId, data: Bytes) {
+        self.tick(now);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        if !c.headers_seen {
+            self.fail_call(call, Error::malformed("data before response headers"));
+            return;
+        }
+        c.decoder.push(data);
+        loop {
+            let Some(c) = self.calls.get_mut(&call) else { return };
+            match c.decoder.next_message() {
+                Ok(None) => return,
+                Ok(Some(message)) => {
+                    if c.message.is_some() {
+                        self.fail_call(call, Error::malformed("unary call answered with more than one message"));
+                        return;
+                    }
+                    c.message = Some(message);
+                }
+                Err(e) => {
+                    self.fail_call(call, Error::from_frame(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The trailers that end `call`.
+    pub fn handle_trailers<'a, I>(&mut self, now: Instant, call: CallId, trailers: I)
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        self.tick(now);
+        if !self.calls.contains_key(&call) {
+            return;
+        }
+        let status = Status::from_headers(trailers);
+        self.finish_with_status(call, status);
+    }
+
+    /// The stream of `call` ended without trailers: reset by the peer with this
+    /// HTTP/2 error code, or closed early.
+    pub fn handle_reset(&mut self, now: Instant, call: CallId, code: u32) {
+        self.tick(now);
+        if !self.calls.contains_key(&call) {
+            return;
+        }
+        self.finish_call(call, Err(Error::StreamReset { code }));
+    }
+
+    /// Fires every timer that is due at `now`. Harmless when nothing is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.tick(now);
+        while let Some(&(at, reason)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            match reason {
+                TimerReason::RequestDeadline(id) => {
+                    if let Some(call) = self.requests.get(&id).and_then(|r| r.call) {
+                        self.outputs.push_back(Output::ResetCall { call });
+                    }
+                    self.fail_request(id, Error::DeadlineExceeded);
+                }
+                TimerReason::ConnectTimeout(ep) => {
+                    if self.endpoints[ep.index()].conn == Conn::Connecting {
+                        self.outputs.push_back(Output::Disconnect { endpoint: ep });
+                        let endpoint = self.endpoints[ep.index()].endpoint.to_string();
+                        self.connect_failed(now, ep, Error::ConnectTimeout { endpoint });
+                    }
+                }
+                TimerReason::ReconnectBackoff(ep) => {
+                    let state = &mut self.endpoints[ep.index()];
+                    if state.conn == Conn::Backoff {
+                        state.conn = Conn::Idle;
+                        if !self.waiting.is_empty() {
+                            self.ensure_connecting(now);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next thing to do, `None` when there is nothing until [`Core::poll_timeout`]
+    /// or the next input.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Core::handle_timeout`] next, if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Why the core wants to wake at [`Core::poll_timeout`].
+    pub fn timeout_reason(&self) -> Option<TimerReason> {
+        self.timers.first().map(|(_, r)| *r)
+    }
+
+    /// The address of an endpoint named in an output.
+    pub fn endpoint(&self, id: EndpointId) -> &Endpoint {
+        &self.endpoints[id.index()].endpoint
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Requests not yet finished.
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// True after [`Core::close`].
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    // ----- internals -----
+
+    fn tick(&mut self, now: Instant) -> Instant {
+        let now = match self.now {
+            Some(prev) if prev > now => prev,
+            _ => now,
+        };
+        self.now = Some(now);
+        now
+    }
+
+    fn remove_timer(&mut self, reason: TimerReason) {
+        // Timers other than request deadlines are few (one per endpoint), so a scan is fine.
+        self.timers.retain(|(_, r)| *r != reason);
+    }
+
+    fn ready_endpoint(&mut self) -> Option<EndpointId> {
+        let n = self.endpoints.len();
+        for k in 0..n {
+            let i = (self.next_endpoint + k) % n;
+            if self.endpoints[i].conn == Conn::Connected {
+                self.next_endpoint = (i + 1) % n;
+                return Some(EndpointId(i as u32));
+            }
+        }
+        None
+    }
+
+    /// Starts a connection attempt unless one is under way; prefers endpoints that
+    /// have not failed since they last worked.
+    fn ensure_connecting(&mut self, now: Instant) {
+        if self.closed || self.endpoints.iter().any(|e| e.conn == Conn::Connecting) {
+            return;
+        }
+        let n = self.endpoints.len();
+        let pick = (0..n)
+            .map(|k| (self.next_endpoint + k) % n)
+            .filter(|&i| self.endpoints[i].conn == Conn::Idle)
+            .min_by_key(|&i| self.endpoints[i].failed);
+        if let Some(i) = pick {
+            self.endpoints[i].conn = Conn::Connecting;
+            let ep = EndpointId(i as u32);
+            self.timers.insert((now + self.config.connect_timeout, TimerReason::ConnectTimeout(ep)));
+            self.outputs.push_back(Output::Connect { endpoint: ep });
+        }
+        // Otherwise every endpoint waits out its backoff; the backoff timer retries.
+    }
+
+    fn connect_failed(&mut self, now: Instant, ep: EndpointId, error: Error) {
+        self.remove_timer(TimerReason::ConnectTimeout(ep));
+        let max = self.config.reconnect_backoff_max;
+        let state = &mut self.endpoints[ep.index()];
+        state.conn = Conn::Backoff;
+        state.failed = true;
+        let wait = state.backoff;
+        state.backoff = (state.backoff * 2).min(max);
+        self.timers.insert((now + wait, TimerReason::ReconnectBackoff(ep)));
+        // Try an endpoint that has not failed yet; when none is left, the waiting
+        // requests learn why instead of waiting out their deadlines.
+        let untried = self.endpoints.iter().any(|e| e.conn == Conn::Idle && !e.failed);
+        if untried {
+            self.ensure_connecting(now);
+        } else {
+            while let Some(id) = self.waiting.pop_front() {
+                self.fail_request(id, error.clone());
+            }
+        }
+    }
+
+    fn open_call(&mut self, now: Instant, id: RequestId, endpoint: EndpointId) {
+        let Some(req) = self.requests.get_mut(&id) else { return };
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        req.call = Some(call);
+        let head = RequestHead {
+            path: req.unary.method.path(),
+            timeout: req.deadline.map(|d| d.saturating_duration_since(now)),
+            token: None,
+            require_leader: self.config.require_leader,
+        };
+        let message = req.unary.frame.clone();
+        self.calls.insert(
+            call,
+            Call {
+                request: id,
+                endpoint,
+                decoder: FrameDecoder::new(self.config.max_decoding_message_size),
+                headers_seen: false,
+                message: None,
+            },
+        );
+        self.outputs.push_back(Output::OpenCall { call, endpoint, head, message, end_stream: true });
+    }
+
+    fn finish_with_status(&mut self, call: CallId, status: Option<Status>) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let result = match status {
+            None => Err(Error::malformed("call ended without grpc-status")),
+            Some(s) if s.is_ok() => match c.message.take() {
+                Some(m) if c.decoder.is_idle() => Ok(m),
+                Some(_) => Err(Error::malformed("call ended inside a message")),
+                None => Err(Error::malformed("call ended without an answer message")),
+            },
+            Some(s) => Err(Error::from_status(s)),
+        };
+        self.finish_call(call, result);
+    }
+
+    /// Ends a call because of a local decision (bad input): reset its stream too.
+    fn fail_call(&mut self, call: CallId, error: Error) {
+        self.outputs.push_back(Output::ResetCall { call });
+        self.finish_call(call, Err(error));
+    }
+
+    fn finish_call(&mut self, call: CallId, result: Result<Bytes, Error>) {
+        let Some(c) = self.calls.remove(&call) else { return };
+        if self.remove_request(c.request).is_some() {
+            self.outputs.push_back(Output::Event(Event::Unary { id: c.request, result }));
+        }
+    }
+
+    fn fail_request(&mut self, id: RequestId, error: Error) {
+        if let Some(req) = self.remove_request(id) {
+            if let Some(call) = req.call {
+                self.calls.remove(&call);
+            }
+            self.outputs.push_back(Output::Event(Event::Unary { id, result: Err(error) }));
+        }
+    }
+
+    fn remove_request(&mut self, id: RequestId) -> Option<Request> {
+        let req = self.requests.remove(&id)?;
+        if let Some(d) = req.deadline {
+            self.timers.remove(&(d, TimerReason::RequestDeadline(id)));
+        }
+        Some(req)
+    }
+}
