@@ -163,6 +163,16 @@ impl Config {
         &self.endpoints
     }
 
+    /// Replaces the endpoints (`localhost:2379` if the list is empty).
+    pub fn set_endpoints(&mut self, endpoints: Vec<Endpoint>) -> &mut Self {
+        self.endpoints = if endpoints.is_empty() {
+            vec![Endpoint::new("localhost", Endpoint::DEFAULT_PORT)]
+        } else {
+            endpoints
+        };
+        self
+    }
+
     /// How long a connection attempt may take.
     pub fn connect_timeout(&mut self, d: Duration) -> &mut Self {
         self.connect_timeout = d;

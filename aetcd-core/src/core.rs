@@ -121,8 +121,15 @@ struct EndpointState {
 }
 
 #[derive(Debug)]
+enum Kind {
+    Unary(UnaryRequest),
+    /// Resolves as soon as a connection is up (the answer is an empty message).
+    Connect,
+}
+
+#[derive(Debug)]
 struct Request {
-    unary: UnaryRequest,
+    kind: Kind,
     deadline: Option<Instant>,
     call: Option<CallId>,
 }
@@ -204,11 +211,31 @@ impl Core {
         if body > self.config.max_encoding_message_size {
             return Err(Error::MessageTooLarge { len: body, limit: self.config.max_encoding_message_size });
         }
+        self.start(now, id, Kind::Unary(unary), options);
+        Ok(())
+    }
+
+    /// Makes sure a connection is up: answers [`Event::Unary`] with an empty message
+    /// once one is (at once if one already is), or with the reason none could be made.
+    /// Clients call this at creation so a wrong endpoint shows up there.
+    pub fn connect(&mut self, now: Instant, id: RequestId, options: CallOptions) -> Result<(), Error> {
+        let now = self.tick(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.requests.contains_key(&id) {
+            return Err(Error::InvalidArgument(format!("{id} is already in use")));
+        }
+        self.start(now, id, Kind::Connect, options);
+        Ok(())
+    }
+
+    fn start(&mut self, now: Instant, id: RequestId, kind: Kind, options: CallOptions) {
         let deadline = options.timeout.or(self.config.request_timeout).map(|d| now + d);
         if let Some(d) = deadline {
             self.timers.insert((d, TimerReason::RequestDeadline(id)));
         }
-        self.requests.insert(id, Request { unary, deadline, call: None });
+        self.requests.insert(id, Request { kind, deadline, call: None });
         match self.ready_endpoint() {
             Some(ep) => self.open_call(now, id, ep),
             None => {
@@ -216,7 +243,6 @@ impl Core {
                 self.ensure_connecting(now);
             }
         }
-        Ok(())
     }
 
     /// Abandons a request: its call is reset and no event is reported for it.
@@ -399,14 +425,19 @@ impl Core {
         self.finish_with_status(call, status);
     }
 
-    /// The stream of `call` ended without trailers: reset by the peer with this
-    /// HTTP/2 error code, or closed early.
+    /// The peer reset the stream of `call` with this HTTP/2 error code.
     pub fn handle_reset(&mut self, now: Instant, call: CallId, code: u32) {
         self.tick(now);
-        if !self.calls.contains_key(&call) {
-            return;
-        }
         self.finish_call(call, Err(Error::StreamReset { code }));
+    }
+
+    /// The stream of `call` broke with the connection under it (I/O error,
+    /// GOAWAY, or the stream ended without trailers).
+    pub fn handle_call_lost(&mut self, now: Instant, call: CallId, reason: impl Into<String>) {
+        self.tick(now);
+        if self.calls.contains_key(&call) {
+            self.finish_call(call, Err(Error::ConnectionLost { reason: reason.into() }));
+        }
     }
 
     /// Fires every timer that is due at `now`. Harmless when nothing is due.
@@ -555,16 +586,24 @@ impl Core {
 
     fn open_call(&mut self, now: Instant, id: RequestId, endpoint: EndpointId) {
         let Some(req) = self.requests.get_mut(&id) else { return };
+        let unary = match &req.kind {
+            Kind::Unary(u) => u,
+            Kind::Connect => {
+                self.remove_request(id);
+                self.outputs.push_back(Output::Event(Event::Unary { id, result: Ok(Bytes::new()) }));
+                return;
+            }
+        };
         let call = CallId(self.next_call);
         self.next_call += 1;
         req.call = Some(call);
         let head = RequestHead {
-            path: req.unary.method.path(),
+            path: unary.method.path(),
             timeout: req.deadline.map(|d| d.saturating_duration_since(now)),
             token: None,
             require_leader: self.config.require_leader,
         };
-        let message = req.unary.frame.clone();
+        let message = unary.frame.clone();
         self.calls.insert(
             call,
             Call {

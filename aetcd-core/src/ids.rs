@@ -27,6 +27,11 @@ impl EndpointId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The id of the endpoint at `index` in the configured list.
+    pub fn from_index(index: usize) -> EndpointId {
+        EndpointId(index as u32)
+    }
 }
 
 impl fmt::Display for RequestId {

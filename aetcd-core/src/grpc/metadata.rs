@@ -1,5 +1,6 @@
 //! Request metadata: the HTTP/2 request head of a gRPC call to etcd.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,18 +40,18 @@ impl RequestHead {
     /// assert!(h.contains(&("grpc-timeout", "1500000u".into())));
     /// assert!(h.contains(&("hasleader", "true".into())));
     /// ```
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    pub fn headers(&self) -> Vec<(&'static str, Cow<'static, str>)> {
         let mut out = Vec::with_capacity(5);
-        out.push(("content-type", "application/grpc".to_owned()));
-        out.push(("te", "trailers".to_owned()));
+        out.push(("content-type", Cow::Borrowed("application/grpc")));
+        out.push(("te", Cow::Borrowed("trailers")));
         if let Some(t) = self.timeout {
-            out.push(("grpc-timeout", encode_timeout(t)));
+            out.push(("grpc-timeout", Cow::Owned(encode_timeout(t))));
         }
         if let Some(token) = &self.token {
-            out.push(("token", token.to_string()));
+            out.push(("token", Cow::Owned(token.to_string())));
         }
         if self.require_leader {
-            out.push(("hasleader", "true".to_owned()));
+            out.push(("hasleader", Cow::Borrowed("true")));
         }
         out
     }

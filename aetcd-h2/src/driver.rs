@@ -1,0 +1,498 @@
+//! The driver task: carries the core's outputs over HTTP/2 and feeds what the
+//! transport sees back into the core. It makes no protocol decision and parses
+//! nothing: framing, status, errors and deadlines are the core's business.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use aetcd_core::grpc::RequestHead;
+use aetcd_core::rpc::UnaryRequest;
+use aetcd_core::{CallId, CallOptions, Core, EndpointId, Error, Event, Output, RequestId, Scheme};
+use bytes::Bytes;
+use futures_channel::{mpsc, oneshot};
+use futures_core::Stream;
+use futures_util::stream::{SelectAll, StreamExt};
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Uri};
+use std::borrow::Cow;
+
+use crate::runtime::{Runtime, Timer};
+
+/// The answer channel of one request.
+pub(crate) type Reply = oneshot::Sender<Result<Bytes, Error>>;
+
+/// What the user-facing handles ask of the driver.
+pub(crate) enum Command {
+    Unary { id: RequestId, request: UnaryRequest, options: CallOptions, reply: Reply },
+    Connect { id: RequestId, options: CallOptions, reply: Reply },
+    Cancel(RequestId),
+    Close(oneshot::Sender<()>),
+}
+
+/// What connection tasks report.
+enum Internal {
+    Connected { endpoint: EndpointId, generation: u64, result: Result<SendRequest<Bytes>, String> },
+    Closed { endpoint: EndpointId, generation: u64, reason: String },
+}
+
+/// An `OpenCall` that waits for the connection to accept a new stream.
+struct PendingOpen {
+    call: CallId,
+    head: RequestHead,
+    message: Bytes,
+    end_stream: bool,
+}
+
+#[derive(Default)]
+struct ConnSlot {
+    generation: u64,
+    /// Dropping it ends the connection task (and the connection).
+    abort: Option<oneshot::Sender<()>>,
+    send: Option<SendRequest<Bytes>>,
+    authority: Option<Authority>,
+    blocked: VecDeque<PendingOpen>,
+}
+
+/// Window sizes: large enough that big ranges and many concurrent calls are not
+/// throttled by HTTP/2 flow control.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Items taken from one source per pass, so no source starves the others.
+const BATCH: usize = 512;
+
+pub(crate) struct Driver<R: Runtime> {
+    rt: R,
+    core: Core,
+    commands: mpsc::UnboundedReceiver<Command>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    replies: HashMap<RequestId, Reply>,
+    conns: Vec<ConnSlot>,
+    readers: SelectAll<CallReader>,
+    senders: HashMap<CallId, SendStream<Bytes>>,
+    timer: R::Timer,
+    timer_at: Option<Instant>,
+    close_waiters: Vec<oneshot::Sender<()>>,
+    commands_done: bool,
+}
+
+impl<R: Runtime> Driver<R> {
+    pub(crate) fn new(rt: R, core: Core, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+        let (internal_tx, internal_rx) = mpsc::unbounded();
+        let conns = (0..core.config().endpoints().len()).map(|_| ConnSlot::default()).collect();
+        let timer = rt.timer();
+        Driver {
+            rt,
+            core,
+            commands,
+            internal_tx,
+            internal_rx,
+            replies: HashMap::new(),
+            conns,
+            readers: SelectAll::new(),
+            senders: HashMap::new(),
+            timer,
+            timer_at: None,
+            close_waiters: Vec::new(),
+            commands_done: false,
+        }
+    }
+
+    fn command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Unary { id, request, options, reply } => match self.core.start_unary(now, id, request, options) {
+                Ok(()) => {
+                    self.replies.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Connect { id, options, reply } => match self.core.connect(now, id, options) {
+                Ok(()) => {
+                    self.replies.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Cancel(id) => {
+                self.replies.remove(&id);
+                self.core.cancel(now, id);
+            }
+            Command::Close(done) => {
+                self.close_waiters.push(done);
+                self.core.close(now);
+            }
+        }
+    }
+
+    fn internal(&mut self, now: Instant, ev: Internal) {
+        match ev {
+            Internal::Connected { endpoint, generation, result } => {
+                let slot = &mut self.conns[endpoint.index()];
+                if slot.generation != generation || slot.abort.is_none() {
+                    return; // a stale attempt; dropping its handle lets it end
+                }
+                match result {
+                    Ok(send) => {
+                        slot.send = Some(send);
+                        self.core.handle_connected(now, endpoint);
+                    }
+                    Err(reason) => {
+                        slot.abort = None;
+                        self.core.handle_connect_failed(now, endpoint, reason);
+                    }
+                }
+            }
+            Internal::Closed { endpoint, generation, reason } => {
+                let slot = &mut self.conns[endpoint.index()];
+                if slot.generation != generation || slot.send.is_none() {
+                    return;
+                }
+                slot.send = None;
+                slot.abort = None;
+                let blocked: Vec<PendingOpen> = slot.blocked.drain(..).collect();
+                for open in blocked {
+                    self.core.handle_call_lost(now, open.call, reason.clone());
+                }
+                self.core.handle_disconnected(now, endpoint, reason);
+            }
+        }
+    }
+
+    fn feed(&mut self, now: Instant, call: CallId, ev: ReadEvent) {
+        match ev {
+            ReadEvent::Headers(parts) => {
+                let headers = parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+                self.core.handle_headers(now, call, parts.status.as_u16(), headers);
+            }
+            ReadEvent::Data(data) => self.core.handle_data(now, call, data),
+            ReadEvent::Trailers(trailers) => {
+                self.senders.remove(&call);
+                let trailers = trailers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+                self.core.handle_trailers(now, call, trailers);
+            }
+            ReadEvent::Ended => {
+                self.senders.remove(&call);
+                self.core.handle_call_lost(now, call, "the stream ended without a status");
+            }
+            ReadEvent::Failed(e) => {
+                self.senders.remove(&call);
+                match e.reason() {
+                    Some(reason) if e.is_reset() && e.is_remote() => {
+                        self.core.handle_reset(now, call, u32::from(reason));
+                    }
+                    _ => self.core.handle_call_lost(now, call, e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Carries out every pending output. Returns whether there was any.
+    fn drain(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(out) = self.core.poll_output() {
+            any = true;
+            match out {
+                Output::Connect { endpoint } => self.start_connect(endpoint),
+                Output::Disconnect { endpoint } => {
+                    let slot = &mut self.conns[endpoint.index()];
+                    slot.generation += 1;
+                    slot.abort = None;
+                    slot.send = None;
+                    let blocked: Vec<PendingOpen> = slot.blocked.drain(..).collect();
+                    for open in blocked {
+                        self.core.handle_call_lost(now, open.call, "disconnected");
+                    }
+                }
+                Output::OpenCall { call, endpoint, head, message, end_stream } => {
+                    let open = PendingOpen { call, head, message, end_stream };
+                    if self.conns[endpoint.index()].blocked.is_empty() {
+                        self.open(cx, now, endpoint, open);
+                    } else {
+                        self.conns[endpoint.index()].blocked.push_back(open);
+                    }
+                }
+                Output::ResetCall { call } => {
+                    if let Some(mut stream) = self.senders.remove(&call) {
+                        stream.send_reset(h2::Reason::CANCEL);
+                    }
+                    for slot in &mut self.conns {
+                        slot.blocked.retain(|o| o.call != call);
+                    }
+                }
+                Output::Event(Event::Unary { id, result }) => {
+                    if let Some(reply) = self.replies.remove(&id) {
+                        let _ = reply.send(result);
+                    }
+                }
+                _ => {}
+            }
+        }
+        any
+    }
+
+    /// Opens the call's stream and sends its first message, or parks it while the
+    /// connection cannot take a new stream. Returns false when parked.
+    fn open(&mut self, cx: &mut Context<'_>, now: Instant, endpoint: EndpointId, open: PendingOpen) -> bool {
+        let slot = &mut self.conns[endpoint.index()];
+        let (Some(send), Some(authority)) = (slot.send.as_mut(), slot.authority.as_ref()) else {
+            self.core.handle_call_lost(now, open.call, "no connection to the endpoint");
+            return true;
+        };
+        match send.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Pending => {
+                slot.blocked.push_front(open);
+                return false;
+            }
+            Poll::Ready(Err(e)) => {
+                self.core.handle_call_lost(now, open.call, e.to_string());
+                return true;
+            }
+        }
+        let request = build_request(authority, &open.head);
+        match send.send_request(request, false) {
+            Ok((response, mut stream)) => match stream.send_data(open.message, open.end_stream) {
+                Ok(()) => {
+                    self.readers.push(CallReader { call: open.call, state: ReaderState::Head(response) });
+                    self.senders.insert(open.call, stream);
+                }
+                Err(e) => self.core.handle_call_lost(now, open.call, e.to_string()),
+            },
+            Err(e) => self.core.handle_call_lost(now, open.call, e.to_string()),
+        }
+        true
+    }
+
+    fn retry_blocked(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut any = false;
+        for i in 0..self.conns.len() {
+            while let Some(open) = self.conns[i].blocked.pop_front() {
+                if !self.open(cx, now, EndpointId::from_index(i), open) {
+                    break;
+                }
+                any = true;
+            }
+        }
+        any
+    }
+
+    fn start_connect(&mut self, endpoint: EndpointId) {
+        let ep = self.core.endpoint(endpoint).clone();
+        let slot = &mut self.conns[endpoint.index()];
+        slot.generation += 1;
+        slot.send = None;
+        let generation = slot.generation;
+        let (abort_tx, abort_rx) = oneshot::channel::<()>();
+        slot.abort = Some(abort_tx);
+        let tx = self.internal_tx.clone();
+        if ep.scheme() == Scheme::Https {
+            let reason = "TLS endpoints are not supported yet".to_owned();
+            let _ = tx.unbounded_send(Internal::Connected { endpoint, generation, result: Err(reason) });
+            return;
+        }
+        slot.authority = match Authority::try_from(ep.authority()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let result = Err(format!("invalid authority: {e}"));
+                let _ = tx.unbounded_send(Internal::Connected { endpoint, generation, result });
+                return;
+            }
+        };
+        let rt = self.rt.clone();
+        let run = async move {
+            let report = |result| Internal::Connected { endpoint, generation, result };
+            let io = match rt.connect(ep.host().to_owned(), ep.port()).await {
+                Ok(io) => io,
+                Err(e) => {
+                    let _ = tx.unbounded_send(report(Err(e.to_string())));
+                    return;
+                }
+            };
+            let handshake = h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .handshake::<_, Bytes>(io)
+                .await;
+            let (send, connection) = match handshake {
+                Ok(pair) => pair,
+                Err(e) => {
+                    let _ = tx.unbounded_send(report(Err(format!("HTTP/2 handshake failed: {e}"))));
+                    return;
+                }
+            };
+            let _ = tx.unbounded_send(report(Ok(send)));
+            let reason = match connection.await {
+                Ok(()) => "connection closed by the server".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.unbounded_send(Internal::Closed { endpoint, generation, reason });
+        };
+        let rt = self.rt.clone();
+        rt.spawn(Box::pin(async move {
+            // Ends when the connection ends or when the driver drops `abort_tx`.
+            futures_util::future::select(Box::pin(run), abort_rx).await;
+        }));
+    }
+
+    fn finished(&self) -> bool {
+        self.core.is_closed() && self.replies.is_empty()
+    }
+}
+
+impl<R: Runtime> Future for Driver<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            let now = this.rt.now();
+            let mut progress = false;
+            for _ in 0..BATCH {
+                match this.commands.poll_next_unpin(cx) {
+                    Poll::Ready(Some(cmd)) => {
+                        this.command(now, cmd);
+                        progress = true;
+                    }
+                    Poll::Ready(None) => {
+                        if !this.commands_done {
+                            // Every handle is gone: nobody can ask for anything any more.
+                            this.commands_done = true;
+                            this.core.close(now);
+                            progress = true;
+                        }
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            while let Poll::Ready(Some(ev)) = this.internal_rx.poll_next_unpin(cx) {
+                this.internal(now, ev);
+                progress = true;
+            }
+            progress |= this.retry_blocked(cx, now);
+            for _ in 0..BATCH {
+                match this.readers.poll_next_unpin(cx) {
+                    Poll::Ready(Some((call, ev))) => {
+                        this.feed(now, call, ev);
+                        progress = true;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            if this.core.poll_timeout().is_some_and(|at| at <= now) {
+                this.core.handle_timeout(now);
+            }
+            progress |= this.drain(cx, now);
+            if this.finished() {
+                for done in this.close_waiters.drain(..) {
+                    let _ = done.send(());
+                }
+                return Poll::Ready(());
+            }
+            if progress {
+                continue;
+            }
+            match this.core.poll_timeout() {
+                Some(at) => {
+                    if this.timer_at != Some(at) {
+                        this.timer.reset(at);
+                        this.timer_at = Some(at);
+                    }
+                    if this.timer.poll_fired(cx).is_ready() {
+                        this.timer_at = None;
+                        continue;
+                    }
+                }
+                None => this.timer_at = None,
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+fn build_request(authority: &Authority, head: &RequestHead) -> http::Request<()> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(PathAndQuery::from_static(head.path));
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::POST;
+    // Scheme, authority and a static path always form a valid URI.
+    *request.uri_mut() = Uri::from_parts(uri).unwrap_or_default();
+    let headers = request.headers_mut();
+    for (name, value) in head.headers() {
+        let value = match value {
+            Cow::Borrowed(v) => HeaderValue::from_static(v),
+            Cow::Owned(v) => match HeaderValue::try_from(v) {
+                Ok(v) => v,
+                Err(_) => continue,
+            },
+        };
+        // The core's header names are lowercase ASCII constants.
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    request
+}
+
+enum ReadEvent {
+    Headers(http::response::Parts),
+    Data(Bytes),
+    Trailers(http::HeaderMap),
+    Ended,
+    Failed(h2::Error),
+}
+
+enum ReaderState {
+    Head(ResponseFuture),
+    Body(RecvStream),
+    Done,
+}
+
+/// Reads one call's response: head, data chunks, trailers.
+struct CallReader {
+    call: CallId,
+    state: ReaderState,
+}
+
+impl Stream for CallReader {
+    type Item = (CallId, ReadEvent);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let call = self.call;
+        let (next, event) = match &mut self.state {
+            ReaderState::Head(response) => match Pin::new(response).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(response)) => {
+                    let (parts, body) = response.into_parts();
+                    (ReaderState::Body(body), ReadEvent::Headers(parts))
+                }
+                Poll::Ready(Err(e)) => (ReaderState::Done, ReadEvent::Failed(e)),
+            },
+            ReaderState::Body(body) => match body.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some((call, ReadEvent::Data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => (ReaderState::Done, ReadEvent::Failed(e)),
+                Poll::Ready(None) => match body.poll_trailers(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(Some(t))) => (ReaderState::Done, ReadEvent::Trailers(t)),
+                    Poll::Ready(Ok(None)) => (ReaderState::Done, ReadEvent::Ended),
+                    Poll::Ready(Err(e)) => (ReaderState::Done, ReadEvent::Failed(e)),
+                },
+            },
+            ReaderState::Done => return Poll::Ready(None),
+        };
+        self.state = next;
+        Poll::Ready(Some((call, event)))
+    }
+}
