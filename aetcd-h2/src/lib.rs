@@ -13,6 +13,7 @@
 mod client;
 mod driver;
 pub mod kv;
+pub mod lease;
 mod runtime;
 
 pub use aetcd_core::{CallOptions, Endpoint, Error, Origin};

@@ -33,7 +33,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -250,8 +250,7 @@ impl ClusterBuilder {
         let etcd = binary(version, "etcd");
         let etcdctl = binary(version, "etcdctl");
         let dir = unique_temp_dir();
-        fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let reaper = spawn_reaper(&dir);
         let mut cluster = Cluster {
             version,
@@ -265,6 +264,7 @@ impl ClusterBuilder {
             args: self.args,
             members: Vec::new(),
             reaper,
+            logs_reported: AtomicBool::new(false),
         };
         let all: Vec<usize> = (0..self.members).collect();
         for attempt in 1..=START_ATTEMPTS {
@@ -287,7 +287,7 @@ impl ClusterBuilder {
                 }
                 continue;
             }
-            cluster.members.clear(); // the logs are in the message; don't print them again on drop
+            cluster.logs_reported.store(true, Ordering::Relaxed);
             panic!(
                 "etcd {version} cluster of {} member(s) did not start (attempt {attempt}): {}\n{logs}",
                 all.len(),
@@ -383,6 +383,8 @@ pub struct Cluster {
     args: Vec<String>,
     members: Vec<Member>,
     reaper: Option<Child>,
+    /// A panic message already showed the logs: don't print them again on drop.
+    logs_reported: AtomicBool,
 }
 
 impl fmt::Debug for Cluster {
@@ -543,11 +545,50 @@ impl Cluster {
                 thread::sleep(Duration::from_millis(250));
                 continue;
             }
+            self.logs_reported.store(true, Ordering::Relaxed);
             panic!(
                 "etcd {} member m{i} did not restart (attempt {attempt}): {}\n{logs}",
                 self.version, failure.reason
             );
         }
+    }
+
+    /// Waits (at most 30 s) until every running member answers healthy on `/health`, e.g. after
+    /// [`Cluster::kill`] of the leader, until the others have elected a new one. (A request sent
+    /// to a follower before it notices the leader is gone waits for etcd's own request timeout,
+    /// so `etcdctl` then fails with "context deadline exceeded" after 5 s.)
+    ///
+    /// # Panics
+    ///
+    /// If fewer than a quorum of members run, or they do not become healthy in time.
+    pub fn wait_ready(&self) {
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.is_running(i))
+            .collect();
+        if running.len() <= self.members.len() / 2 {
+            panic!(
+                "etcd cluster has no quorum: {} of {} member(s) run",
+                running.len(),
+                self.members.len()
+            );
+        }
+        if let Err(failure) = self.wait_healthy(&running, Instant::now() + READY_TIMEOUT) {
+            self.logs_reported.store(true, Ordering::Relaxed);
+            panic!(
+                "etcd {} cluster did not become ready: {}\n{}",
+                self.version,
+                failure.reason,
+                self.log_tails(&running, LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    /// The index of a running member that says it is the raft leader (from its `/metrics`), if
+    /// any. Right after a leader change two members may both claim it for a moment; call
+    /// [`Cluster::wait_ready`] first for a settled answer.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len())
+            .find(|&i| self.is_running(i) && is_leader(self.member(i).client_port))
     }
 
     /// Runs this version's `etcdctl` with `ETCDCTL_API=3 --endpoints=<every member>` followed
@@ -643,6 +684,7 @@ impl Cluster {
         let mut cmd = Command::new(&etcd);
         // etcd reads ETCD_* variables as flags and refuses ones that a flag also sets.
         clear_env_with_prefix(&mut cmd, "ETCD_");
+        cmd.env_remove("NOTIFY_SOCKET"); // etcd would tell a systemd unit running the tests it is ready
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -675,10 +717,7 @@ impl Cluster {
                     .map(|&i| self.member(i).name.as_str())
                     .collect();
                 return Err(StartFailure {
-                    reason: format!(
-                        "not healthy after {READY_TIMEOUT:?}: {}",
-                        names.join(", ")
-                    ),
+                    reason: format!("not healthy after {READY_TIMEOUT:?}: {}", names.join(", ")),
                     bind_conflict: false,
                 });
             }
@@ -750,7 +789,7 @@ impl Drop for Cluster {
         for i in 0..self.members.len() {
             self.kill(i);
         }
-        if thread::panicking() && !self.members.is_empty() {
+        if thread::panicking() && !self.logs_reported.load(Ordering::Relaxed) {
             let all: Vec<usize> = (0..self.members.len()).collect();
             eprintln!(
                 "etcd {} cluster dropped during a panic; its logs end with:\n{}",
@@ -800,24 +839,29 @@ rm -rf "$1""#;
 
 /// Whether `GET /health` on 127.0.0.1:`port` answers `"health":"true"`.
 fn health_ok(port: u16) -> bool {
+    http_get(port, "/health", 64 * 1024).is_some_and(|r| r.contains("\"health\":\"true\""))
+}
+
+/// Whether the member serving 127.0.0.1:`port` reports itself leader in `/metrics`.
+fn is_leader(port: u16) -> bool {
+    http_get(port, "/metrics", 16 * 1024 * 1024)
+        .is_some_and(|r| r.lines().any(|l| l.trim() == "etcd_server_is_leader 1"))
+}
+
+/// A minimal HTTP/1.0 GET (so no chunked encoding) on 127.0.0.1:`port`: the raw response, at
+/// most `limit` bytes, or `None` if nothing could be sent.
+fn http_get(port: u16, path: &str, limit: u64) -> Option<String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let request = format!(
-        "GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut response = Vec::new();
-    // Ends at EOF (Connection: close) or at the read timeout; either way look at what came.
-    let _ = stream.take(64 * 1024).read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    response.contains("\"health\":\"true\"")
+    // Ends at EOF (the server closes an HTTP/1.0 connection) or at the read timeout; either
+    // way, look at what came.
+    let _ = stream.take(limit).read_to_end(&mut response);
+    Some(String::from_utf8_lossy(&response).into_owned())
 }
 
 /// Removes every variable whose name starts with `prefix` from `cmd`'s environment.
@@ -872,6 +916,13 @@ mod tests {
     }
 
     #[test]
+    fn cluster_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Cluster>();
+        check::<ClusterBuilder>();
+    }
+
+    #[test]
     fn version_parsing() {
         assert_eq!(EtcdVersion::parse("3.5.1"), Some(EtcdVersion::V3_5_1));
         assert_eq!(EtcdVersion::parse("v3.4.23"), Some(EtcdVersion::V3_4_23));
@@ -892,12 +943,19 @@ mod tests {
     fn single_member_serves_and_survives_kill_and_stop() {
         let start = Instant::now();
         let mut cluster = Cluster::start();
-        eprintln!("1-member etcd {} ready in {:?}", cluster.version(), start.elapsed());
+        eprintln!(
+            "1-member etcd {} ready in {:?}",
+            cluster.version(),
+            start.elapsed()
+        );
         let dir = cluster.dir.clone();
         assert_eq!(cluster.endpoints(), vec![cluster.endpoint(0)]);
         assert!(cluster.data_dir(0).starts_with(&dir));
         assert!(cluster.is_running(0));
         assert_version(&cluster);
+
+        assert_eq!(cluster.leader(), Some(0));
+        cluster.wait_ready();
 
         put(&cluster, "k", "v1");
         assert_eq!(get(&cluster, None, "k"), "v1");
@@ -908,7 +966,11 @@ mod tests {
         assert!(!health_ok(port));
         let start = Instant::now();
         cluster.restart(0);
-        eprintln!("1-member etcd {} restarted in {:?}", cluster.version(), start.elapsed());
+        eprintln!(
+            "1-member etcd {} restarted in {:?}",
+            cluster.version(),
+            start.elapsed()
+        );
         assert!(cluster.is_running(0));
         assert_eq!(cluster.client_port(0), port);
         assert_eq!(get(&cluster, None, "k"), "v1");
@@ -923,6 +985,12 @@ mod tests {
         cluster.restart(0);
         assert_eq!(get(&cluster, None, "k"), "v2");
 
+        // without its data dir a single member starts afresh
+        cluster.kill(0);
+        fs::remove_dir_all(cluster.data_dir(0)).unwrap();
+        cluster.restart(0);
+        assert_eq!(get(&cluster, None, "k"), "");
+
         drop(cluster);
         assert!(!dir.exists(), "{} was not removed", dir.display());
         assert!(!health_ok(port), "etcd still answers after drop");
@@ -932,7 +1000,11 @@ mod tests {
     fn three_members_serve_and_a_member_restarts_with_its_data() {
         let start = Instant::now();
         let mut cluster = Cluster::start_members(3);
-        eprintln!("3-member etcd {} ready in {:?}", cluster.version(), start.elapsed());
+        eprintln!(
+            "3-member etcd {} ready in {:?}",
+            cluster.version(),
+            start.elapsed()
+        );
         assert_eq!(cluster.endpoints().len(), 3);
         assert_version(&cluster);
         let out = ok(cluster.etcdctl(&["member", "list"]), "member list");
@@ -945,27 +1017,51 @@ mod tests {
         for i in 0..3 {
             assert_eq!(get(&cluster, Some(i), "a"), "1");
         }
+        let leader = cluster.leader().expect("a ready cluster has a leader");
 
-        // Written while m1 is down: m1 must catch up after its restart.
-        cluster.kill(1);
-        assert!(!cluster.is_running(1));
+        // A follower down: the cluster keeps serving; written while it is down, it must catch
+        // up after its restart.
+        let follower = (leader + 1) % 3;
+        cluster.kill(follower);
+        assert!(!cluster.is_running(follower));
         put(&cluster, "b", "2");
         let start = Instant::now();
-        cluster.restart(1);
-        eprintln!("3-member etcd {} m1 restarted in {:?}", cluster.version(), start.elapsed());
-        assert_eq!(get(&cluster, Some(1), "a"), "1");
-        assert_eq!(get(&cluster, Some(1), "b"), "2");
+        cluster.restart(follower);
+        eprintln!(
+            "3-member etcd {} follower m{follower} restarted in {:?}",
+            cluster.version(),
+            start.elapsed()
+        );
+        assert_eq!(get(&cluster, Some(follower), "a"), "1");
+        assert_eq!(get(&cluster, Some(follower), "b"), "2");
 
-        // Graceful stop of another member, then lose quorum and get it back.
-        cluster.stop(2);
+        // The leader down: wait for a new one, write, bring the old leader back.
+        cluster.kill(leader);
+        let start = Instant::now();
+        cluster.wait_ready();
+        eprintln!(
+            "3-member etcd {} new leader after {:?}",
+            cluster.version(),
+            start.elapsed()
+        );
+        let new_leader = cluster.leader().expect("a new leader");
+        assert_ne!(new_leader, leader);
         put(&cluster, "c", "3");
-        cluster.kill(0);
-        assert!(!cluster.is_running(0) && !cluster.is_running(2));
-        cluster.restart(0); // quorum again with m0 and m1
-        cluster.restart(2);
+        cluster.restart(leader);
+        assert_eq!(get(&cluster, Some(leader), "c"), "3");
+
+        // Graceful stop, then lose quorum and get it back.
+        let (x, y) = ((leader + 1) % 3, (leader + 2) % 3);
+        cluster.stop(x);
+        cluster.wait_ready();
+        put(&cluster, "d", "4");
+        cluster.kill(y);
+        assert!(!cluster.is_running(x) && !cluster.is_running(y));
+        cluster.restart(x); // quorum again
+        cluster.restart(y);
         for i in 0..3 {
             assert!(cluster.is_running(i));
-            assert_eq!(get(&cluster, Some(i), "c"), "3");
+            assert_eq!(get(&cluster, Some(i), "d"), "4");
         }
     }
 
@@ -1003,15 +1099,10 @@ mod tests {
     #[test]
     fn start_failure_panics_with_the_log() {
         let result = std::panic::catch_unwind(|| {
-            ClusterBuilder::new()
-                .arg("--no-such-flag-for-etcd")
-                .start()
+            ClusterBuilder::new().arg("--no-such-flag-for-etcd").start()
         });
         let err = result.expect_err("etcd started with an unknown flag");
-        let msg = err
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_default();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(msg.contains("did not start"), "{msg}");
         assert!(msg.contains("no-such-flag-for-etcd"), "{msg}");
     }

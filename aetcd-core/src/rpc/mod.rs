@@ -7,6 +7,7 @@
 //! signatures.
 
 pub mod kv;
+pub mod lease;
 
 use bytes::Bytes;
 
@@ -26,6 +27,14 @@ pub enum Method {
     Txn,
     /// `KV/Compact`.
     Compact,
+    /// `Lease/LeaseGrant`.
+    LeaseGrant,
+    /// `Lease/LeaseRevoke`.
+    LeaseRevoke,
+    /// `Lease/LeaseTimeToLive`.
+    LeaseTimeToLive,
+    /// `Lease/LeaseLeases`.
+    LeaseLeases,
 }
 
 impl Method {
@@ -41,13 +50,17 @@ impl Method {
             Method::DeleteRange => "/etcdserverpb.KV/DeleteRange",
             Method::Txn => "/etcdserverpb.KV/Txn",
             Method::Compact => "/etcdserverpb.KV/Compact",
+            Method::LeaseGrant => "/etcdserverpb.Lease/LeaseGrant",
+            Method::LeaseRevoke => "/etcdserverpb.Lease/LeaseRevoke",
+            Method::LeaseTimeToLive => "/etcdserverpb.Lease/LeaseTimeToLive",
+            Method::LeaseLeases => "/etcdserverpb.Lease/LeaseLeases",
         }
     }
 
     /// True when sending the request twice has the same effect as once (reads),
     /// so it may be retried after a transport failure.
     pub fn is_idempotent(self) -> bool {
-        matches!(self, Method::Range)
+        matches!(self, Method::Range | Method::LeaseRevoke | Method::LeaseTimeToLive | Method::LeaseLeases)
     }
 }
 
