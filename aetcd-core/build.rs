@@ -6,11 +6,7 @@ use std::path::PathBuf;
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let proto_dir = manifest.join("..").join("proto");
-    let files = [
-        "etcdserverpb/rpc.proto",
-        "v3lockpb/v3lock.proto",
-        "v3electionpb/v3election.proto",
-    ];
+    let files = ["etcdserverpb/rpc.proto", "v3lockpb/v3lock.proto", "v3electionpb/v3election.proto"];
     println!("cargo:rerun-if-changed={}", proto_dir.display());
     for f in &files {
         println!("cargo:rerun-if-changed={}", proto_dir.join(f).display());

@@ -165,11 +165,8 @@ impl Config {
 
     /// Replaces the endpoints (`localhost:2379` if the list is empty).
     pub fn set_endpoints(&mut self, endpoints: Vec<Endpoint>) -> &mut Self {
-        self.endpoints = if endpoints.is_empty() {
-            vec![Endpoint::new("localhost", Endpoint::DEFAULT_PORT)]
-        } else {
-            endpoints
-        };
+        self.endpoints =
+            if endpoints.is_empty() { vec![Endpoint::new("localhost", Endpoint::DEFAULT_PORT)] } else { endpoints };
         self
     }
 

@@ -283,7 +283,10 @@ mod tests {
     fn etcd_messages_map_to_variants() {
         assert_eq!(map(Code::NotFound, "etcdserver: requested lease not found"), Error::LeaseNotFound);
         assert_eq!(map(Code::FailedPrecondition, "etcdserver: lease already exists"), Error::LeaseExists);
-        assert_eq!(map(Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"), Error::FutureRevision);
+        assert_eq!(
+            map(Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            Error::FutureRevision
+        );
         assert_eq!(map(Code::InvalidArgument, "etcdserver: request is too large"), Error::RequestTooLarge);
         assert_eq!(
             map(Code::ResourceExhausted, "grpc: received message larger than max (5000000 vs. 2097152)"),

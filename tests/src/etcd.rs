@@ -81,9 +81,8 @@ impl EtcdVersion {
     pub fn from_env() -> EtcdVersion {
         match std::env::var(VERSION_ENV) {
             Ok(v) if v.trim().is_empty() => EtcdVersion::default(),
-            Ok(v) => EtcdVersion::parse(v.trim()).unwrap_or_else(|| {
-                panic!("{VERSION_ENV}={v:?} is not a supported etcd version (use 3.5.1 or 3.4.23)")
-            }),
+            Ok(v) => EtcdVersion::parse(v.trim())
+                .unwrap_or_else(|| panic!("{VERSION_ENV}={v:?} is not a supported etcd version (use 3.5.1 or 3.4.23)")),
             Err(std::env::VarError::NotPresent) => EtcdVersion::default(),
             Err(e) => panic!("{VERSION_ENV}: {e}"),
         }
@@ -124,10 +123,7 @@ pub fn unused_port() -> u16 {
     for _ in 0..1000 {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:0 to find a free port: {e}"));
-        let port = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("local_addr of a bound listener: {e}"))
-            .port();
+        let port = listener.local_addr().unwrap_or_else(|e| panic!("local_addr of a bound listener: {e}")).port();
         drop(listener);
         if handed_out.insert(port) {
             return port;
@@ -145,18 +141,10 @@ pub fn etcd_bin_dir(v: EtcdVersion) -> PathBuf {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         let versioned = dir.join(v.as_str());
-        return if versioned.join("etcd").is_file() {
-            versioned
-        } else {
-            dir
-        };
+        return if versioned.join("etcd").is_file() { versioned } else { dir };
     }
     let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
-    tests_crate
-        .parent()
-        .unwrap_or(tests_crate)
-        .join(".etcd")
-        .join(v.as_str())
+    tests_crate.parent().unwrap_or(tests_crate).join(".etcd").join(v.as_str())
 }
 
 /// The path of binary `name` of version `v`, panicking with an install hint if it is missing.
@@ -199,11 +187,7 @@ impl Default for ClusterBuilder {
 impl ClusterBuilder {
     /// One member, the version from [`EtcdVersion::from_env`], no extra flags.
     pub fn new() -> ClusterBuilder {
-        ClusterBuilder {
-            members: 1,
-            version: None,
-            args: Vec::new(),
-        }
+        ClusterBuilder { members: 1, version: None, args: Vec::new() }
     }
 
     /// The number of members (at least 1).
@@ -256,10 +240,7 @@ impl ClusterBuilder {
             version,
             etcd,
             etcdctl,
-            token: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "aetcd".to_owned()),
+            token: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "aetcd".to_owned()),
             dir,
             args: self.args,
             members: Vec::new(),
@@ -519,17 +500,11 @@ impl Cluster {
         if self.is_running(i) {
             self.stop(i);
         }
-        let state = if self.members.len() == 1 {
-            "new"
-        } else {
-            "existing"
-        };
+        let state = if self.members.len() == 1 { "new" } else { "existing" };
         for attempt in 1..=RESTART_ATTEMPTS {
             self.spawn_member(i, state);
             let deadline = Instant::now() + READY_TIMEOUT;
-            let running: Vec<usize> = (0..self.members.len())
-                .filter(|&j| self.is_running(j))
-                .collect();
+            let running: Vec<usize> = (0..self.members.len()).filter(|&j| self.is_running(j)).collect();
             let result = if running.len() > self.members.len() / 2 {
                 self.wait_healthy(&running, deadline)
             } else {
@@ -546,10 +521,7 @@ impl Cluster {
                 continue;
             }
             self.logs_reported.store(true, Ordering::Relaxed);
-            panic!(
-                "etcd {} member m{i} did not restart (attempt {attempt}): {}\n{logs}",
-                self.version, failure.reason
-            );
+            panic!("etcd {} member m{i} did not restart (attempt {attempt}): {}\n{logs}", self.version, failure.reason);
         }
     }
 
@@ -562,15 +534,9 @@ impl Cluster {
     ///
     /// If fewer than a quorum of members run, or they do not become healthy in time.
     pub fn wait_ready(&self) {
-        let running: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.is_running(i))
-            .collect();
+        let running: Vec<usize> = (0..self.members.len()).filter(|&i| self.is_running(i)).collect();
         if running.len() <= self.members.len() / 2 {
-            panic!(
-                "etcd cluster has no quorum: {} of {} member(s) run",
-                running.len(),
-                self.members.len()
-            );
+            panic!("etcd cluster has no quorum: {} of {} member(s) run", running.len(), self.members.len());
         }
         if let Err(failure) = self.wait_healthy(&running, Instant::now() + READY_TIMEOUT) {
             self.logs_reported.store(true, Ordering::Relaxed);
@@ -587,8 +553,7 @@ impl Cluster {
     /// any. Right after a leader change two members may both claim it for a moment; call
     /// [`Cluster::wait_ready`] first for a settled answer.
     pub fn leader(&self) -> Option<usize> {
-        (0..self.members.len())
-            .find(|&i| self.is_running(i) && is_leader(self.member(i).client_port))
+        (0..self.members.len()).find(|&i| self.is_running(i) && is_leader(self.member(i).client_port))
     }
 
     /// Runs this version's `etcdctl` with `ETCDCTL_API=3 --endpoints=<every member>` followed
@@ -613,37 +578,20 @@ impl Cluster {
     fn run_etcdctl(&self, endpoints: &str, args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.etcdctl);
         clear_env_with_prefix(&mut cmd, "ETCDCTL_");
-        cmd.env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd.output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.etcdctl.display()))
+        cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoints}")).args(args).stdin(Stdio::null());
+        cmd.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.etcdctl.display()))
     }
 
     fn member(&self, i: usize) -> &Member {
-        self.members.get(i).unwrap_or_else(|| {
-            panic!(
-                "no member {i}: the cluster has {} member(s)",
-                self.members.len()
-            )
-        })
+        self.members.get(i).unwrap_or_else(|| panic!("no member {i}: the cluster has {} member(s)", self.members.len()))
     }
 
     /// The command line of member `i`.
     fn member_args(&self, i: usize, state: &str) -> Vec<String> {
         let m = self.member(i);
-        let initial_cluster = self
-            .members
-            .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
-            .collect::<Vec<_>>()
-            .join(",");
-        let (heartbeat, election) = if self.members.len() == 1 {
-            (10, 100)
-        } else {
-            (100, 1000)
-        };
+        let initial_cluster =
+            self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",");
+        let (heartbeat, election) = if self.members.len() == 1 { (10, 100) } else { (100, 1000) };
         let mut args = vec![
             format!("--name={}", m.name),
             format!("--data-dir={}", m.data_dir.display()),
@@ -668,30 +616,20 @@ impl Cluster {
     fn spawn_member(&mut self, i: usize, state: &str) {
         let args = self.member_args(i, state);
         let etcd = self.etcd.clone();
-        let m = self
-            .members
-            .get_mut(i)
-            .unwrap_or_else(|| panic!("no member {i}"));
+        let m = self.members.get_mut(i).unwrap_or_else(|| panic!("no member {i}"));
         let log = File::options()
             .create(true)
             .append(true)
             .open(&m.log_path)
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", m.log_path.display()));
         m.log_start = log.metadata().map(|md| md.len()).unwrap_or(0);
-        let log_err = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot clone the log file handle: {e}"));
+        let log_err = log.try_clone().unwrap_or_else(|e| panic!("cannot clone the log file handle: {e}"));
         let mut cmd = Command::new(&etcd);
         // etcd reads ETCD_* variables as flags and refuses ones that a flag also sets.
         clear_env_with_prefix(&mut cmd, "ETCD_");
         cmd.env_remove("NOTIFY_SOCKET"); // etcd would tell a systemd unit running the tests it is ready
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", etcd.display()));
+        cmd.args(&args).stdin(Stdio::null()).stdout(log).stderr(log_err);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", etcd.display()));
         let _ = fs::write(&m.pid_path, child.id().to_string());
         *lock(&m.child) = Some(child);
     }
@@ -712,10 +650,7 @@ impl Cluster {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let names: Vec<&str> = pending
-                    .iter()
-                    .map(|&i| self.member(i).name.as_str())
-                    .collect();
+                let names: Vec<&str> = pending.iter().map(|&i| self.member(i).name.as_str()).collect();
                 return Err(StartFailure {
                     reason: format!("not healthy after {READY_TIMEOUT:?}: {}", names.join(", ")),
                     bind_conflict: false,
@@ -768,12 +703,7 @@ impl Cluster {
             let text = fs::read_to_string(&m.log_path).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
             let tail = &all[all.len().saturating_sub(lines)..];
-            out.push_str(&format!(
-                "--- {} log ({}), last {} line(s) ---\n",
-                m.name,
-                m.log_path.display(),
-                tail.len()
-            ));
+            out.push_str(&format!("--- {} log ({}), last {} line(s) ---\n", m.name, m.log_path.display(), tail.len()));
             for line in tail {
                 out.push_str(line);
                 out.push('\n');
@@ -809,10 +739,7 @@ impl Drop for Cluster {
 fn unique_temp_dir() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     std::env::temp_dir().join(format!("aetcd-etcd-{}-{n}-{nanos}", std::process::id()))
 }
 
@@ -908,11 +835,7 @@ mod tests {
 
     fn assert_version(cluster: &Cluster) {
         let out = ok(cluster.etcdctl(&["endpoint", "status"]), "endpoint status");
-        assert!(
-            out.contains(cluster.version().as_str()),
-            "endpoint status does not show {}: {out}",
-            cluster.version()
-        );
+        assert!(out.contains(cluster.version().as_str()), "endpoint status does not show {}: {out}", cluster.version());
     }
 
     #[test]
@@ -943,11 +866,7 @@ mod tests {
     fn single_member_serves_and_survives_kill_and_stop() {
         let start = Instant::now();
         let mut cluster = Cluster::start();
-        eprintln!(
-            "1-member etcd {} ready in {:?}",
-            cluster.version(),
-            start.elapsed()
-        );
+        eprintln!("1-member etcd {} ready in {:?}", cluster.version(), start.elapsed());
         let dir = cluster.dir.clone();
         assert_eq!(cluster.endpoints(), vec![cluster.endpoint(0)]);
         assert!(cluster.data_dir(0).starts_with(&dir));
@@ -966,11 +885,7 @@ mod tests {
         assert!(!health_ok(port));
         let start = Instant::now();
         cluster.restart(0);
-        eprintln!(
-            "1-member etcd {} restarted in {:?}",
-            cluster.version(),
-            start.elapsed()
-        );
+        eprintln!("1-member etcd {} restarted in {:?}", cluster.version(), start.elapsed());
         assert!(cluster.is_running(0));
         assert_eq!(cluster.client_port(0), port);
         assert_eq!(get(&cluster, None, "k"), "v1");
@@ -1000,11 +915,7 @@ mod tests {
     fn three_members_serve_and_a_member_restarts_with_its_data() {
         let start = Instant::now();
         let mut cluster = Cluster::start_members(3);
-        eprintln!(
-            "3-member etcd {} ready in {:?}",
-            cluster.version(),
-            start.elapsed()
-        );
+        eprintln!("3-member etcd {} ready in {:?}", cluster.version(), start.elapsed());
         assert_eq!(cluster.endpoints().len(), 3);
         assert_version(&cluster);
         let out = ok(cluster.etcdctl(&["member", "list"]), "member list");
@@ -1027,11 +938,7 @@ mod tests {
         put(&cluster, "b", "2");
         let start = Instant::now();
         cluster.restart(follower);
-        eprintln!(
-            "3-member etcd {} follower m{follower} restarted in {:?}",
-            cluster.version(),
-            start.elapsed()
-        );
+        eprintln!("3-member etcd {} follower m{follower} restarted in {:?}", cluster.version(), start.elapsed());
         assert_eq!(get(&cluster, Some(follower), "a"), "1");
         assert_eq!(get(&cluster, Some(follower), "b"), "2");
 
@@ -1039,11 +946,7 @@ mod tests {
         cluster.kill(leader);
         let start = Instant::now();
         cluster.wait_ready();
-        eprintln!(
-            "3-member etcd {} new leader after {:?}",
-            cluster.version(),
-            start.elapsed()
-        );
+        eprintln!("3-member etcd {} new leader after {:?}", cluster.version(), start.elapsed());
         let new_leader = cluster.leader().expect("a new leader");
         assert_ne!(new_leader, leader);
         put(&cluster, "c", "3");
@@ -1082,25 +985,18 @@ mod tests {
 
     #[test]
     fn extra_args_reach_etcd() {
-        let cluster = ClusterBuilder::new()
-            .arg("--max-request-bytes=2048")
-            .start();
+        let cluster = ClusterBuilder::new().arg("--max-request-bytes=2048").start();
         put(&cluster, "small", "v");
         let big = "x".repeat(4096);
         let out = cluster.etcdctl(&["put", "big", &big]);
-        assert!(
-            !out.status.success(),
-            "a 4 KiB put passed --max-request-bytes=2048"
-        );
+        assert!(!out.status.success(), "a 4 KiB put passed --max-request-bytes=2048");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("request is too large"), "{err}");
     }
 
     #[test]
     fn start_failure_panics_with_the_log() {
-        let result = std::panic::catch_unwind(|| {
-            ClusterBuilder::new().arg("--no-such-flag-for-etcd").start()
-        });
+        let result = std::panic::catch_unwind(|| ClusterBuilder::new().arg("--no-such-flag-for-etcd").start());
         let err = result.expect_err("etcd started with an unknown flag");
         let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
         assert!(msg.contains("did not start"), "{msg}");

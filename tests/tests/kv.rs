@@ -4,9 +4,7 @@
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use aetcd_h2::kv::{
-    prefix_end, Compact, Compare, Delete, Get, Put, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
-};
+use aetcd_h2::kv::{prefix_end, Compact, Compare, Delete, Get, Put, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
 use aetcd_h2::lease::LeaseGrant;
 use aetcd_h2::{Client, Error, Runtime};
 use aetcd_tests::etcd::{unused_port, Cluster, ClusterBuilder};
@@ -331,7 +329,8 @@ async fn nested_and_range_transactions<R: Runtime>() {
     // A nested transaction inside each branch, answered in kind.
     let inner_ok = Txn::new().when([Compare::value("r/b").eq("off")]).and_then([Put::new("r/b", "fixed")]);
     let inner_fail = Txn::new().when([Compare::version("r/zz").gt(0)]).or_else([Get::prefix("r/")]);
-    let outer = Txn::new().when([Compare::version("r/a").gt(0)]).and_then([TxnOp::Txn(inner_ok), TxnOp::Txn(inner_fail)]);
+    let outer =
+        Txn::new().when([Compare::version("r/a").gt(0)]).and_then([TxnOp::Txn(inner_ok), TxnOp::Txn(inner_fail)]);
     let r = c.txn(outer).await.unwrap();
     assert!(r.succeeded);
     match &r.responses[..] {
@@ -393,14 +392,16 @@ async fn big_values<R: Runtime>() {
     assert!(both.kvs.iter().all(|kv| kv.value == big));
 
     // A client with a small decoding limit refuses the answer with a typed error and stays usable.
-    let small = Client::<R>::builder().endpoint(etcd.endpoint(0)).max_decoding_message_size(1 << 20).connect().await.unwrap();
+    let small =
+        Client::<R>::builder().endpoint(etcd.endpoint(0)).max_decoding_message_size(1 << 20).connect().await.unwrap();
     match small.get("big").await {
         Err(Error::MessageTooLarge { len, limit }) => assert!(len > big.len() && limit == 1 << 20),
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
     assert_eq!(small.get("nothing").await.unwrap().count, 0);
     // And a small encoding limit refuses before sending.
-    let tight = Client::<R>::builder().endpoint(etcd.endpoint(0)).max_encoding_message_size(1024).connect().await.unwrap();
+    let tight =
+        Client::<R>::builder().endpoint(etcd.endpoint(0)).max_encoding_message_size(1024).connect().await.unwrap();
     assert!(matches!(tight.put("x", vec![0u8; 2048]).await, Err(Error::MessageTooLarge { .. })));
 }
 
@@ -437,7 +438,8 @@ async fn hundreds_of_concurrent_calls<R: Runtime>() {
 async fn server_killed_mid_call<R: Runtime>() {
     let etcd = Arc::new(Mutex::new(Cluster::start()));
     let endpoint = etcd.lock().unwrap().endpoint(0);
-    let c = Client::<R>::builder().endpoint(&endpoint).request_timeout(Duration::from_secs(10)).connect().await.unwrap();
+    let c =
+        Client::<R>::builder().endpoint(&endpoint).request_timeout(Duration::from_secs(10)).connect().await.unwrap();
 
     // A killer thread waits for the word, then kills etcd while writers are busy.
     let (go, wait) = mpsc::channel::<()>();

@@ -26,7 +26,12 @@ pub struct ResponseHeader {
 impl From<Option<pb::ResponseHeader>> for ResponseHeader {
     fn from(h: Option<pb::ResponseHeader>) -> Self {
         let h = h.unwrap_or_default();
-        ResponseHeader { cluster_id: h.cluster_id, member_id: h.member_id, revision: h.revision, raft_term: h.raft_term }
+        ResponseHeader {
+            cluster_id: h.cluster_id,
+            member_id: h.member_id,
+            revision: h.revision,
+            raft_term: h.raft_term,
+        }
     }
 }
 

@@ -202,9 +202,7 @@ impl Unary for LeaseLeases {
     }
 
     fn decode(message: Bytes) -> Result<LeaseLeasesResponse, Error> {
-        decode_pb::<pb::LeaseLeasesResponse>(message).map(|r| LeaseLeasesResponse {
-            header: r.header.into(),
-            ids: r.leases.into_iter().map(|l| l.id).collect(),
-        })
+        decode_pb::<pb::LeaseLeasesResponse>(message)
+            .map(|r| LeaseLeasesResponse { header: r.header.into(), ids: r.leases.into_iter().map(|l| l.id).collect() })
     }
 }
