@@ -11,7 +11,9 @@ use crate::config::{Config, Endpoint};
 use crate::error::Error;
 use crate::grpc::{Code, FrameDecoder, RequestHead, Status};
 use crate::ids::{CallId, EndpointId, RequestId};
+use crate::rpc::watch::{WatchId, WatchRequest, WatchUpdate};
 use crate::rpc::UnaryRequest;
+use crate::watch::{Stream, WatchMux, WATCH_PATH};
 
 /// Per-request options.
 ///
@@ -68,6 +70,15 @@ pub enum Output {
         /// True when the client sends nothing after `message` (unary calls).
         end_stream: bool,
     },
+    /// Send more bytes (whole gRPC frames) on an open streaming call.
+    SendMessage {
+        /// The call.
+        call: CallId,
+        /// One or more gRPC frames.
+        message: Bytes,
+        /// True when the client sends nothing more on this call.
+        end_stream: bool,
+    },
     /// Reset a call's stream (cancel); nothing more will be reported for it.
     ResetCall {
         /// The call.
@@ -89,6 +100,13 @@ pub enum Event {
         /// The answer message, or the error.
         result: Result<Bytes, Error>,
     },
+    /// Something happened to a watch.
+    Watch {
+        /// The watch.
+        id: WatchId,
+        /// What happened.
+        update: WatchUpdate,
+    },
 }
 
 /// Why the core wants to be woken at [`Core::poll_timeout`].
@@ -101,6 +119,8 @@ pub enum TimerReason {
     ConnectTimeout(EndpointId),
     /// The end of the wait before reconnecting to an endpoint.
     ReconnectBackoff(EndpointId),
+    /// The end of the wait before reopening the watch stream.
+    WatchReconnect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,12 +155,17 @@ struct Request {
 }
 
 #[derive(Debug)]
+enum CallKind {
+    Unary { request: RequestId, message: Option<Bytes> },
+    Watch,
+}
+
+#[derive(Debug)]
 struct Call {
-    request: RequestId,
+    kind: CallKind,
     endpoint: EndpointId,
     decoder: FrameDecoder,
     headers_seen: bool,
-    message: Option<Bytes>,
 }
 
 /// The sans-IO etcd client.
@@ -157,6 +182,7 @@ pub struct Core {
     waiting: VecDeque<RequestId>,
     timers: BTreeSet<(Instant, TimerReason)>,
     outputs: VecDeque<Output>,
+    watch: WatchMux,
     now: Option<Instant>,
     closed: bool,
 }
@@ -174,7 +200,9 @@ impl Core {
                 failed: false,
             })
             .collect();
+        let watch = WatchMux::new(config.reconnect_backoff_min, config.reconnect_backoff_max);
         Core {
+            watch,
             config,
             endpoints,
             next_endpoint: 0,
@@ -231,7 +259,8 @@ impl Core {
     }
 
     fn start(&mut self, now: Instant, id: RequestId, kind: Kind, options: CallOptions) {
-        let deadline = options.timeout.or(self.config.request_timeout).map(|d| now + d);
+        // A deadline too far away to represent (e.g. `Duration::MAX`) is no deadline.
+        let deadline = options.timeout.or(self.config.request_timeout).and_then(|d| now.checked_add(d));
         if let Some(d) = deadline {
             self.timers.insert((d, TimerReason::RequestDeadline(id)));
         }
@@ -243,6 +272,45 @@ impl Core {
                 self.ensure_connecting(now);
             }
         }
+    }
+
+    /// Starts watching under the caller-chosen `id` (from 1). Updates arrive as
+    /// [`Event::Watch`]: `Created` once, then `Events` and `Progress`, and finally
+    /// `Ended`. The watch survives stream and connection loss: it is re-created
+    /// from the next revision it needs, and nothing is delivered twice.
+    pub fn watch(&mut self, now: Instant, id: WatchId, request: WatchRequest) -> Result<(), Error> {
+        let now = self.tick(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.watch.add(id, request)? {
+            self.open_watch_stream(now);
+        }
+        Ok(())
+    }
+
+    /// Cancels a watch. It ends with `Ended(Ok(()))` once the server confirms; no
+    /// events are reported for it after this call.
+    pub fn cancel_watch(&mut self, now: Instant, id: WatchId) {
+        self.tick(now);
+        self.watch.cancel(id, &mut self.outputs);
+    }
+
+    /// Asks the server to report progress (its current revision) to every watch.
+    pub fn request_progress(&mut self, now: Instant) {
+        self.tick(now);
+        self.watch.request_progress();
+    }
+
+    /// The first revision a watch has not delivered yet: where it resumes after a
+    /// reconnect (0 while unknown). `None` for an unknown or ended watch.
+    pub fn watch_next_revision(&self, id: WatchId) -> Option<i64> {
+        self.watch.next_revision(id)
+    }
+
+    /// Watches not yet ended.
+    pub fn watch_count(&self) -> usize {
+        self.watch.len()
     }
 
     /// Abandons a request: its call is reset and no event is reported for it.
@@ -268,6 +336,10 @@ impl Core {
         let ids: Vec<RequestId> = self.requests.keys().copied().collect();
         for id in ids {
             self.fail_request(id, Error::Closed);
+        }
+        if let Some(call) = self.watch.close(&mut self.outputs) {
+            self.calls.remove(&call);
+            self.outputs.push_back(Output::ResetCall { call });
         }
         for i in 0..self.endpoints.len() {
             if matches!(self.endpoints[i].conn, Conn::Connected | Conn::Connecting) {
@@ -295,6 +367,9 @@ impl Core {
             if self.requests.contains_key(&id) {
                 self.open_call(now, id, endpoint);
             }
+        }
+        if self.watch.wants_stream() && !self.timers.iter().any(|(_, r)| *r == TimerReason::WatchReconnect) {
+            self.open_watch_stream(now);
         }
     }
 
@@ -397,13 +472,21 @@ impl Core {
             let Some(c) = self.calls.get_mut(&call) else { return };
             match c.decoder.next_message() {
                 Ok(None) => return,
-                Ok(Some(message)) => {
-                    if c.message.is_some() {
-                        self.fail_call(call, Error::malformed("unary call answered with more than one message"));
-                        return;
+                Ok(Some(message)) => match &mut c.kind {
+                    CallKind::Unary { message: slot, .. } => {
+                        if slot.is_some() {
+                            self.fail_call(call, Error::malformed("unary call answered with more than one message"));
+                            return;
+                        }
+                        *slot = Some(message);
                     }
-                    c.message = Some(message);
-                }
+                    CallKind::Watch => {
+                        if let Err(e) = self.watch.handle_message(message, &mut self.outputs) {
+                            self.fail_call(call, e);
+                            return;
+                        }
+                    }
+                },
                 Err(e) => {
                     self.fail_call(call, Error::from_frame(e));
                     return;
@@ -466,9 +549,14 @@ impl Core {
                     let state = &mut self.endpoints[ep.index()];
                     if state.conn == Conn::Backoff {
                         state.conn = Conn::Idle;
-                        if !self.waiting.is_empty() {
+                        if !self.waiting.is_empty() || self.watch.wants_stream() {
                             self.ensure_connecting(now);
                         }
+                    }
+                }
+                TimerReason::WatchReconnect => {
+                    if self.watch.wants_stream() {
+                        self.open_watch_stream(now);
                     }
                 }
             }
@@ -481,7 +569,12 @@ impl Core {
     /// or the next input.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        // Stream writes queued meanwhile go out as one message.
+        let (call, message) = self.watch.take_write()?;
+        Some(Output::SendMessage { call, message, end_stream: false })
     }
 
     /// When to call [`Core::handle_timeout`] next, if ever.
@@ -557,7 +650,9 @@ impl Core {
         if let Some(i) = pick {
             self.endpoints[i].conn = Conn::Connecting;
             let ep = EndpointId(i as u32);
-            self.timers.insert((now + self.config.connect_timeout, TimerReason::ConnectTimeout(ep)));
+            if let Some(at) = now.checked_add(self.config.connect_timeout) {
+                self.timers.insert((at, TimerReason::ConnectTimeout(ep)));
+            }
             self.outputs.push_back(Output::Connect { endpoint: ep });
         }
         // Otherwise every endpoint waits out its backoff; the backoff timer retries.
@@ -570,8 +665,10 @@ impl Core {
         state.conn = Conn::Backoff;
         state.failed = true;
         let wait = state.backoff;
-        state.backoff = (state.backoff * 2).min(max);
-        self.timers.insert((now + wait, TimerReason::ReconnectBackoff(ep)));
+        state.backoff = state.backoff.saturating_mul(2).min(max);
+        if let Some(at) = now.checked_add(wait) {
+            self.timers.insert((at, TimerReason::ReconnectBackoff(ep)));
+        }
         // Try an endpoint that has not failed yet; when none is left, the waiting
         // requests learn why instead of waiting out their deadlines.
         let untried = self.endpoints.iter().any(|e| e.conn == Conn::Idle && !e.failed);
@@ -586,6 +683,11 @@ impl Core {
 
     fn open_call(&mut self, now: Instant, id: RequestId, endpoint: EndpointId) {
         let Some(req) = self.requests.get_mut(&id) else { return };
+        if req.call.is_some() {
+            // Queued twice: an earlier request under the same id ended while waiting
+            // (cancel, deadline) and left its id in `waiting`. One call per request.
+            return;
+        }
         let unary = match &req.kind {
             Kind::Unary(u) => u,
             Kind::Connect => {
@@ -607,11 +709,10 @@ impl Core {
         self.calls.insert(
             call,
             Call {
-                request: id,
+                kind: CallKind::Unary { request: id, message: None },
                 endpoint,
                 decoder: FrameDecoder::new(self.config.max_decoding_message_size),
                 headers_seen: false,
-                message: None,
             },
         );
         self.outputs.push_back(Output::OpenCall { call, endpoint, head, message, end_stream: true });
@@ -619,14 +720,17 @@ impl Core {
 
     fn finish_with_status(&mut self, call: CallId, status: Option<Status>) {
         let Some(c) = self.calls.get_mut(&call) else { return };
-        let result = match status {
-            None => Err(Error::malformed("call ended without grpc-status")),
-            Some(s) if s.is_ok() => match c.message.take() {
+        let result = match (status, &mut c.kind) {
+            (None, _) => Err(Error::malformed("call ended without grpc-status")),
+            (Some(s), CallKind::Unary { message, .. }) if s.is_ok() => match message.take() {
                 Some(m) if c.decoder.is_idle() => Ok(m),
                 Some(_) => Err(Error::malformed("call ended inside a message")),
                 None => Err(Error::malformed("call ended without an answer message")),
             },
-            Some(s) => Err(Error::from_status(s)),
+            (Some(s), CallKind::Watch) if s.is_ok() => {
+                Err(Error::ConnectionLost { reason: "the server ended the watch stream".into() })
+            }
+            (Some(s), _) => Err(Error::from_status(s)),
         };
         self.finish_call(call, result);
     }
@@ -639,9 +743,52 @@ impl Core {
 
     fn finish_call(&mut self, call: CallId, result: Result<Bytes, Error>) {
         let Some(c) = self.calls.remove(&call) else { return };
-        if self.remove_request(c.request).is_some() {
-            self.outputs.push_back(Output::Event(Event::Unary { id: c.request, result }));
+        match c.kind {
+            CallKind::Unary { request, .. } => {
+                if self.remove_request(request).is_some() {
+                    self.outputs.push_back(Output::Event(Event::Unary { id: request, result }));
+                }
+            }
+            CallKind::Watch => {
+                let error = result.err().unwrap_or(Error::ConnectionLost { reason: "watch stream ended".into() });
+                self.watch_stream_ended(error);
+            }
         }
+    }
+
+    fn watch_stream_ended(&mut self, error: Error) {
+        if let Some(wait) = self.watch.stream_ended(error, &mut self.outputs) {
+            // Every input records `now` before it can end a call.
+            let Some(now) = self.now else { return };
+            self.remove_timer(TimerReason::WatchReconnect);
+            self.timers.insert((now + wait, TimerReason::WatchReconnect));
+        }
+    }
+
+    /// Opens the watch stream on a connected endpoint, or connects first.
+    fn open_watch_stream(&mut self, now: Instant) {
+        if self.closed || matches!(self.watch.stream(), Stream::Open(_)) {
+            return;
+        }
+        let Some(endpoint) = self.ready_endpoint() else {
+            self.ensure_connecting(now);
+            return;
+        };
+        let call = CallId(self.next_call);
+        self.next_call += 1;
+        self.calls.insert(
+            call,
+            Call {
+                kind: CallKind::Watch,
+                endpoint,
+                decoder: FrameDecoder::new(self.config.max_decoding_message_size),
+                headers_seen: false,
+            },
+        );
+        let message = self.watch.stream_opened(call);
+        // A member that loses its leader ends the stream instead of leaving it silent.
+        let head = RequestHead { path: WATCH_PATH, timeout: None, token: None, require_leader: true };
+        self.outputs.push_back(Output::OpenCall { call, endpoint, head, message, end_stream: false });
     }
 
     fn fail_request(&mut self, id: RequestId, error: Error) {

@@ -119,6 +119,18 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// The server ended a watch for a reason without a variant of its own.
+    WatchCanceled {
+        /// The server's cancel reason.
+        reason: String,
+    },
+    /// A watch's consumer fell too far behind; the watch was cancelled instead of
+    /// buffering without bound. Watch again from `next_revision` to continue
+    /// without a gap.
+    WatchLagged {
+        /// The first revision not delivered.
+        next_revision: i64,
+    },
     /// Any other status the server answered with.
     Server(Status),
 }
@@ -184,7 +196,7 @@ impl Error {
     pub fn origin(&self) -> Origin {
         match self {
             Error::InvalidArgument(_) => Origin::Usage,
-            Error::Closed | Error::DeadlineExceeded => Origin::Client,
+            Error::Closed | Error::DeadlineExceeded | Error::WatchLagged { .. } => Origin::Client,
             Error::ConnectFailed { .. }
             | Error::ConnectTimeout { .. }
             | Error::ConnectionLost { .. }
@@ -264,6 +276,10 @@ impl fmt::Display for Error {
             Error::LeaderChanged => f.write_str("the etcd leader changed"),
             Error::RequestTimedOut { message } => write!(f, "etcd request timed out ({message})"),
             Error::Unavailable { message } => write!(f, "etcd unavailable: {message}"),
+            Error::WatchCanceled { reason } => write!(f, "etcd cancelled the watch: {reason}"),
+            Error::WatchLagged { next_revision } => {
+                write!(f, "the watch consumer fell behind; resume from revision {next_revision}")
+            }
             Error::Server(s) => write!(f, "etcd error: {s}"),
         }
     }

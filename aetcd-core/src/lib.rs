@@ -86,9 +86,11 @@ pub mod grpc;
 mod ids;
 pub mod pb;
 pub mod rpc;
+mod watch;
 
 pub use crate::config::{Config, Endpoint, Scheme};
 pub use crate::core::{CallOptions, Core, Event, Output, TimerReason};
 pub use crate::error::{Error, Origin};
 pub use crate::ids::{CallId, EndpointId, RequestId};
+pub use crate::rpc::watch::WatchId;
 pub use bytes::Bytes;

@@ -16,10 +16,20 @@ use futures_channel::{mpsc, oneshot};
 use crate::driver::{Command, Driver};
 use crate::runtime::Runtime;
 
+/// Default of [`ClientBuilder::watch_buffer`].
+pub const DEFAULT_WATCH_BUFFER: usize = 1024;
+
 /// What every handle of one client shares.
 pub(crate) struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     next_id: AtomicU64,
+    pub(crate) watch_buffer: usize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("closed", &self.commands.is_closed()).finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -135,6 +145,7 @@ pub struct ClientBuilder<R> {
     config: Config,
     error: Option<Error>,
     runtime: R,
+    watch_buffer: usize,
 }
 
 impl<R: Runtime> ClientBuilder<R> {
@@ -148,6 +159,7 @@ impl<R: Runtime> ClientBuilder<R> {
             config: Config::new(Vec::new()),
             error: None,
             runtime: R::default(),
+            watch_buffer: DEFAULT_WATCH_BUFFER,
         }
     }
 
@@ -220,6 +232,13 @@ impl<R: Runtime> ClientBuilder<R> {
         self
     }
 
+    /// How many undelivered responses one watch may buffer before it ends with
+    /// [`Error::WatchLagged`] (default 1024).
+    pub fn watch_buffer(mut self, responses: usize) -> Self {
+        self.watch_buffer = responses.max(1);
+        self
+    }
+
     /// The runtime handle to use (the default one otherwise).
     pub fn runtime(mut self, runtime: R) -> Self {
         self.runtime = runtime;
@@ -241,7 +260,8 @@ impl<R: Runtime> ClientBuilder<R> {
         let (tx, rx) = mpsc::unbounded();
         let driver = Driver::new(self.runtime.clone(), Core::new(config), rx);
         self.runtime.spawn(Box::pin(driver));
-        Ok(Client { shared: Arc::new(Shared { commands: tx, next_id: AtomicU64::new(1) }), _runtime: PhantomData })
+        let shared = Shared { commands: tx, next_id: AtomicU64::new(1), watch_buffer: self.watch_buffer };
+        Ok(Client { shared: Arc::new(shared), _runtime: PhantomData })
     }
 
     /// Starts the client and waits until it is connected to an endpoint; fails

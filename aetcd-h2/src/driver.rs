@@ -9,8 +9,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use aetcd_core::grpc::RequestHead;
+use aetcd_core::rpc::watch::{WatchId, WatchRequest, WatchUpdate};
 use aetcd_core::rpc::UnaryRequest;
 use aetcd_core::{CallId, CallOptions, Core, EndpointId, Error, Event, Output, RequestId, Scheme};
+use std::sync::Arc;
+
+use crate::watch::WatchShared;
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
@@ -31,7 +35,16 @@ pub(crate) enum Command {
     Unary { id: RequestId, request: UnaryRequest, options: CallOptions, reply: Reply },
     Connect { id: RequestId, options: CallOptions, reply: Reply },
     Cancel(RequestId),
+    Watch { id: WatchId, request: WatchRequest, shared: Arc<WatchShared>, created: oneshot::Sender<Result<(), Error>> },
+    CancelWatch(WatchId),
+    RequestProgress,
     Close(oneshot::Sender<()>),
+}
+
+/// The driver's side of one watch.
+struct WatchSlot {
+    shared: Arc<WatchShared>,
+    created: Option<oneshot::Sender<Result<(), Error>>>,
 }
 
 /// What connection tasks report.
@@ -72,6 +85,7 @@ pub(crate) struct Driver<R: Runtime> {
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     replies: HashMap<RequestId, Reply>,
+    watches: HashMap<WatchId, WatchSlot>,
     conns: Vec<ConnSlot>,
     readers: SelectAll<CallReader>,
     senders: HashMap<CallId, SendStream<Bytes>>,
@@ -93,6 +107,7 @@ impl<R: Runtime> Driver<R> {
             internal_tx,
             internal_rx,
             replies: HashMap::new(),
+            watches: HashMap::new(),
             conns,
             readers: SelectAll::new(),
             senders: HashMap::new(),
@@ -125,6 +140,16 @@ impl<R: Runtime> Driver<R> {
                 self.replies.remove(&id);
                 self.core.cancel(now, id);
             }
+            Command::Watch { id, request, shared, created } => match self.core.watch(now, id, request) {
+                Ok(()) => {
+                    self.watches.insert(id, WatchSlot { shared, created: Some(created) });
+                }
+                Err(e) => {
+                    let _ = created.send(Err(e));
+                }
+            },
+            Command::CancelWatch(id) => self.core.cancel_watch(now, id),
+            Command::RequestProgress => self.core.request_progress(now),
             Command::Close(done) => {
                 self.close_waiters.push(done);
                 self.core.close(now);
@@ -227,15 +252,54 @@ impl<R: Runtime> Driver<R> {
                         slot.blocked.retain(|o| o.call != call);
                     }
                 }
+                Output::SendMessage { call, message, end_stream } => {
+                    if let Some(stream) = self.senders.get_mut(&call) {
+                        if let Err(e) = stream.send_data(message, end_stream) {
+                            self.core.handle_call_lost(now, call, e.to_string());
+                        }
+                    }
+                }
                 Output::Event(Event::Unary { id, result }) => {
                     if let Some(reply) = self.replies.remove(&id) {
                         let _ = reply.send(result);
                     }
                 }
+                Output::Event(Event::Watch { id, update }) => self.watch_update(now, id, update),
                 _ => {}
             }
         }
         any
+    }
+
+    fn watch_update(&mut self, now: Instant, id: WatchId, update: WatchUpdate) {
+        let Some(slot) = self.watches.get_mut(&id) else { return };
+        match update {
+            WatchUpdate::Created { revision } => {
+                slot.shared.created(revision);
+                if let Some(created) = slot.created.take() {
+                    let _ = created.send(Ok(()));
+                }
+            }
+            WatchUpdate::Events(response) => {
+                if !slot.shared.push_events(response) {
+                    // The consumer is too slow: end its watch rather than buffer without bound.
+                    self.watches.remove(&id);
+                    self.core.cancel_watch(now, id);
+                }
+            }
+            WatchUpdate::Progress { revision } => {
+                slot.shared.push_progress(revision, self.core.watch_next_revision(id).unwrap_or(0));
+            }
+            WatchUpdate::Ended(result) => {
+                if let Some(slot) = self.watches.remove(&id) {
+                    if let Some(created) = slot.created {
+                        let _ = created.send(Err(result.clone().err().unwrap_or(Error::Closed)));
+                    }
+                    slot.shared.end(result);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Opens the call's stream and sends its first message, or parks it while the
@@ -259,7 +323,7 @@ impl<R: Runtime> Driver<R> {
         }
         let request = build_request(authority, &open.head);
         match send.send_request(request, false) {
-            Ok((response, mut stream)) => match stream.send_data(open.message, open.end_stream) {
+            Ok((response, mut stream)) => match send_first(&mut stream, open.message, open.end_stream) {
                 Ok(()) => {
                     self.readers.push(CallReader { call: open.call, state: ReaderState::Head(response) });
                     self.senders.insert(open.call, stream);
@@ -418,6 +482,13 @@ impl<R: Runtime> Future for Driver<R> {
             return Poll::Pending;
         }
     }
+}
+
+fn send_first(stream: &mut SendStream<Bytes>, message: Bytes, end_stream: bool) -> Result<(), h2::Error> {
+    if message.is_empty() && !end_stream {
+        return Ok(());
+    }
+    stream.send_data(message, end_stream)
 }
 
 fn build_request(authority: &Authority, head: &RequestHead) -> http::Request<()> {

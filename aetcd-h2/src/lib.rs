@@ -15,7 +15,8 @@ mod driver;
 pub mod kv;
 pub mod lease;
 mod runtime;
+pub mod watch;
 
 pub use aetcd_core::{CallOptions, Endpoint, Error, Origin};
-pub use client::{Client, ClientBuilder, IntoEndpoints, ResponseFuture};
+pub use client::{Client, ClientBuilder, IntoEndpoints, ResponseFuture, DEFAULT_WATCH_BUFFER};
 pub use runtime::{BoxFuture, Runtime, Timer};

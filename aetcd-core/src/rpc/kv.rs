@@ -102,7 +102,7 @@ pub fn prefix_end(prefix: &[u8]) -> Bytes {
 
 /// Which keys a get, delete or compare covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum KeyRange {
+pub(crate) enum KeyRange {
     Key(Bytes),
     Prefix(Bytes),
     Range(Bytes, Bytes),
@@ -111,7 +111,7 @@ enum KeyRange {
 }
 
 impl KeyRange {
-    fn into_wire(self) -> (Bytes, Bytes) {
+    pub(crate) fn into_wire(self) -> (Bytes, Bytes) {
         match self {
             KeyRange::Key(k) => (k, Bytes::new()),
             KeyRange::Prefix(p) if p.is_empty() => (Bytes::from_static(b"\0"), Bytes::from_static(b"\0")),

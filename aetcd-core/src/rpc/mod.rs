@@ -8,6 +8,7 @@
 
 pub mod kv;
 pub mod lease;
+pub mod watch;
 
 use bytes::Bytes;
 
