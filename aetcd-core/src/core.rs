@@ -11,6 +11,7 @@ use crate::config::{Config, Endpoint};
 use crate::error::Error;
 use crate::grpc::{Code, FrameDecoder, RequestHead, Status};
 use crate::ids::{CallId, EndpointId, RequestId};
+use crate::keeper::{Keeper, LeaseUpdate, KEEP_ALIVE_PATH};
 use crate::rpc::watch::{WatchId, WatchRequest, WatchUpdate};
 use crate::rpc::UnaryRequest;
 use crate::watch::{Stream, WatchMux, WATCH_PATH};
@@ -27,6 +28,7 @@ use crate::watch::{Stream, WatchMux, WATCH_PATH};
 #[non_exhaustive]
 pub struct CallOptions {
     timeout: Option<Duration>,
+    no_deadline: bool,
 }
 
 impl CallOptions {
@@ -38,6 +40,15 @@ impl CallOptions {
     /// This request's deadline, counted from when it is started.
     pub fn timeout(mut self, d: Duration) -> CallOptions {
         self.timeout = Some(d);
+        self.no_deadline = false;
+        self
+    }
+
+    /// No deadline at all, not even the client's default: for calls that wait
+    /// by design (a lock, a campaign).
+    pub fn no_deadline(mut self) -> CallOptions {
+        self.timeout = None;
+        self.no_deadline = true;
         self
     }
 }
@@ -100,6 +111,13 @@ pub enum Event {
         /// The answer message, or the error.
         result: Result<Bytes, Error>,
     },
+    /// Something happened to a kept lease.
+    Lease {
+        /// The lease id.
+        id: i64,
+        /// What happened.
+        update: LeaseUpdate,
+    },
     /// Something happened to a watch.
     Watch {
         /// The watch.
@@ -121,6 +139,28 @@ pub enum TimerReason {
     ReconnectBackoff(EndpointId),
     /// The end of the wait before reopening the watch stream.
     WatchReconnect,
+    /// The end of the wait before reopening the keep-alive stream.
+    KeepAliveReconnect,
+    /// A kept lease's renewal is due.
+    LeaseRenew(i64),
+    /// A kept lease's TTL runs out unless a renewal was confirmed.
+    LeaseDeadline(i64),
+}
+
+/// The two long-lived streams of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Watch,
+    KeepAlive,
+}
+
+impl StreamKind {
+    fn reconnect_timer(self) -> TimerReason {
+        match self {
+            StreamKind::Watch => TimerReason::WatchReconnect,
+            StreamKind::KeepAlive => TimerReason::KeepAliveReconnect,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +197,7 @@ struct Request {
 #[derive(Debug)]
 enum CallKind {
     Unary { request: RequestId, message: Option<Bytes> },
-    Watch,
+    Stream(StreamKind),
 }
 
 #[derive(Debug)]
@@ -183,6 +223,7 @@ pub struct Core {
     timers: BTreeSet<(Instant, TimerReason)>,
     outputs: VecDeque<Output>,
     watch: WatchMux,
+    keeper: Keeper,
     now: Option<Instant>,
     closed: bool,
 }
@@ -201,8 +242,10 @@ impl Core {
             })
             .collect();
         let watch = WatchMux::new(config.reconnect_backoff_min, config.reconnect_backoff_max);
+        let keeper = Keeper::new(config.reconnect_backoff_min, config.reconnect_backoff_max);
         Core {
             watch,
+            keeper,
             config,
             endpoints,
             next_endpoint: 0,
@@ -260,7 +303,8 @@ impl Core {
 
     fn start(&mut self, now: Instant, id: RequestId, kind: Kind, options: CallOptions) {
         // A deadline too far away to represent (e.g. `Duration::MAX`) is no deadline.
-        let deadline = options.timeout.or(self.config.request_timeout).and_then(|d| now.checked_add(d));
+        let timeout = if options.no_deadline { None } else { options.timeout.or(self.config.request_timeout) };
+        let deadline = timeout.and_then(|d| now.checked_add(d));
         if let Some(d) = deadline {
             self.timers.insert((d, TimerReason::RequestDeadline(id)));
         }
@@ -284,9 +328,36 @@ impl Core {
             return Err(Error::Closed);
         }
         if self.watch.add(id, request)? {
-            self.open_watch_stream(now);
+            self.open_stream(now, StreamKind::Watch);
         }
         Ok(())
+    }
+
+    /// Keeps lease `id` (granted with `ttl` seconds) alive: renewed a third of its
+    /// TTL after each confirmation, over one keep-alive stream for every lease,
+    /// across reconnects. Updates arrive as [`Event::Lease`]; a lease that is gone
+    /// or whose TTL passed unconfirmed is reported `Lost` and no longer kept.
+    pub fn keep_alive(&mut self, now: Instant, id: i64, ttl: i64) -> Result<(), Error> {
+        let now = self.tick(now);
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        if self.keeper.add(now, id, ttl)? {
+            self.open_stream(now, StreamKind::KeepAlive);
+        }
+        Ok(())
+    }
+
+    /// Stops keeping lease `id` alive (the lease then expires after its TTL,
+    /// unless revoked). Returns whether it was kept.
+    pub fn stop_keep_alive(&mut self, now: Instant, id: i64) -> bool {
+        self.tick(now);
+        self.keeper.remove(id)
+    }
+
+    /// Leases being kept alive.
+    pub fn kept_leases(&self) -> usize {
+        self.keeper.len()
     }
 
     /// Cancels a watch. It ends with `Ended(Ok(()))` once the server confirms; no
@@ -337,7 +408,8 @@ impl Core {
         for id in ids {
             self.fail_request(id, Error::Closed);
         }
-        if let Some(call) = self.watch.close(&mut self.outputs) {
+        let streams = [self.watch.close(&mut self.outputs), self.keeper.close(&mut self.outputs)];
+        for call in streams.into_iter().flatten() {
             self.calls.remove(&call);
             self.outputs.push_back(Output::ResetCall { call });
         }
@@ -368,8 +440,11 @@ impl Core {
                 self.open_call(now, id, endpoint);
             }
         }
-        if self.watch.wants_stream() && !self.timers.iter().any(|(_, r)| *r == TimerReason::WatchReconnect) {
-            self.open_watch_stream(now);
+        for kind in [StreamKind::Watch, StreamKind::KeepAlive] {
+            let waiting = self.timers.iter().any(|(_, r)| *r == kind.reconnect_timer());
+            if self.wants_stream(kind) && !waiting {
+                self.open_stream(now, kind);
+            }
         }
     }
 
@@ -480,8 +555,15 @@ impl Core {
                         }
                         *slot = Some(message);
                     }
-                    CallKind::Watch => {
-                        if let Err(e) = self.watch.handle_message(message, &mut self.outputs) {
+                    CallKind::Stream(kind) => {
+                        let handled = match kind {
+                            StreamKind::Watch => self.watch.handle_message(message, &mut self.outputs),
+                            StreamKind::KeepAlive => {
+                                let now = self.now.unwrap_or(now);
+                                self.keeper.handle_message(now, message, &mut self.outputs)
+                            }
+                        };
+                        if let Err(e) = handled {
                             self.fail_call(call, e);
                             return;
                         }
@@ -526,6 +608,7 @@ impl Core {
     /// Fires every timer that is due at `now`. Harmless when nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         let now = self.tick(now);
+        self.keeper.handle_timeout(now, &mut self.outputs);
         while let Some(&(at, reason)) = self.timers.first() {
             if at > now {
                 break;
@@ -549,16 +632,14 @@ impl Core {
                     let state = &mut self.endpoints[ep.index()];
                     if state.conn == Conn::Backoff {
                         state.conn = Conn::Idle;
-                        if !self.waiting.is_empty() || self.watch.wants_stream() {
+                        if !self.waiting.is_empty() || self.watch.wants_stream() || self.keeper.wants_stream() {
                             self.ensure_connecting(now);
                         }
                     }
                 }
-                TimerReason::WatchReconnect => {
-                    if self.watch.wants_stream() {
-                        self.open_watch_stream(now);
-                    }
-                }
+                TimerReason::WatchReconnect => self.open_stream(now, StreamKind::Watch),
+                TimerReason::KeepAliveReconnect => self.open_stream(now, StreamKind::KeepAlive),
+                TimerReason::LeaseRenew(_) | TimerReason::LeaseDeadline(_) => {}
             }
         }
     }
@@ -572,20 +653,32 @@ impl Core {
         if let Some(out) = self.outputs.pop_front() {
             return Some(out);
         }
-        // Stream writes queued meanwhile go out as one message.
-        let (call, message) = self.watch.take_write()?;
+        // Stream writes queued meanwhile go out as one message per stream.
+        let (call, message) = self.watch.take_write().or_else(|| self.keeper.take_write())?;
         Some(Output::SendMessage { call, message, end_stream: false })
     }
 
     /// When to call [`Core::handle_timeout`] next, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+        let own = self.timers.first().map(|(at, _)| *at);
+        match (own, self.keeper.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Why the core wants to wake at [`Core::poll_timeout`].
     pub fn timeout_reason(&self) -> Option<TimerReason> {
-        self.timers.first().map(|(_, r)| *r)
+        let own = self.timers.first().copied();
+        let lease = self.keeper.poll_timeout().zip(self.keeper.timeout_lease());
+        match (own, lease) {
+            (Some((a, r)), Some((b, _))) if a <= b => Some(r),
+            (_, Some((_, (id, deadline)))) => {
+                Some(if deadline { TimerReason::LeaseDeadline(id) } else { TimerReason::LeaseRenew(id) })
+            }
+            (own, None) => own.map(|(_, r)| r),
+        }
     }
 
     /// The address of an endpoint named in an output.
@@ -727,8 +820,8 @@ impl Core {
                 Some(_) => Err(Error::malformed("call ended inside a message")),
                 None => Err(Error::malformed("call ended without an answer message")),
             },
-            (Some(s), CallKind::Watch) if s.is_ok() => {
-                Err(Error::ConnectionLost { reason: "the server ended the watch stream".into() })
+            (Some(s), CallKind::Stream(_)) if s.is_ok() => {
+                Err(Error::ConnectionLost { reason: "the server ended the stream".into() })
             }
             (Some(s), _) => Err(Error::from_status(s)),
         };
@@ -749,25 +842,35 @@ impl Core {
                     self.outputs.push_back(Output::Event(Event::Unary { id: request, result }));
                 }
             }
-            CallKind::Watch => {
-                let error = result.err().unwrap_or(Error::ConnectionLost { reason: "watch stream ended".into() });
-                self.watch_stream_ended(error);
+            CallKind::Stream(kind) => {
+                let error = result.err().unwrap_or(Error::ConnectionLost { reason: "stream ended".into() });
+                let wait = match kind {
+                    StreamKind::Watch => self.watch.stream_ended(error, &mut self.outputs),
+                    StreamKind::KeepAlive => self.keeper.stream_ended(),
+                };
+                // Every input records `now` before it can end a call.
+                if let (Some(wait), Some(now)) = (wait, self.now) {
+                    self.remove_timer(kind.reconnect_timer());
+                    self.timers.insert((now + wait, kind.reconnect_timer()));
+                }
             }
         }
     }
 
-    fn watch_stream_ended(&mut self, error: Error) {
-        if let Some(wait) = self.watch.stream_ended(error, &mut self.outputs) {
-            // Every input records `now` before it can end a call.
-            let Some(now) = self.now else { return };
-            self.remove_timer(TimerReason::WatchReconnect);
-            self.timers.insert((now + wait, TimerReason::WatchReconnect));
+    fn wants_stream(&self, kind: StreamKind) -> bool {
+        match kind {
+            StreamKind::Watch => self.watch.wants_stream(),
+            StreamKind::KeepAlive => self.keeper.wants_stream(),
         }
     }
 
-    /// Opens the watch stream on a connected endpoint, or connects first.
-    fn open_watch_stream(&mut self, now: Instant) {
-        if self.closed || matches!(self.watch.stream(), Stream::Open(_)) {
+    /// Opens a long-lived stream on a connected endpoint, or connects first.
+    fn open_stream(&mut self, now: Instant, kind: StreamKind) {
+        let open = match kind {
+            StreamKind::Watch => self.watch.stream(),
+            StreamKind::KeepAlive => self.keeper.stream(),
+        };
+        if self.closed || !self.wants_stream(kind) || matches!(open, Stream::Open(_)) {
             return;
         }
         let Some(endpoint) = self.ready_endpoint() else {
@@ -779,15 +882,18 @@ impl Core {
         self.calls.insert(
             call,
             Call {
-                kind: CallKind::Watch,
+                kind: CallKind::Stream(kind),
                 endpoint,
                 decoder: FrameDecoder::new(self.config.max_decoding_message_size),
                 headers_seen: false,
             },
         );
-        let message = self.watch.stream_opened(call);
+        let (path, message) = match kind {
+            StreamKind::Watch => (WATCH_PATH, self.watch.stream_opened(call)),
+            StreamKind::KeepAlive => (KEEP_ALIVE_PATH, self.keeper.stream_opened(now, call)),
+        };
         // A member that loses its leader ends the stream instead of leaving it silent.
-        let head = RequestHead { path: WATCH_PATH, timeout: None, token: None, require_leader: true };
+        let head = RequestHead { path, timeout: None, token: None, require_leader: true };
         self.outputs.push_back(Output::OpenCall { call, endpoint, head, message, end_stream: false });
     }
 

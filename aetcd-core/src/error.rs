@@ -79,6 +79,11 @@ pub enum Error {
     LeaseProvided,
     /// The lease does not exist (expired or revoked).
     LeaseNotFound,
+    /// A kept lease's TTL passed without a confirmed renewal: it may be gone.
+    LeaseExpired {
+        /// The lease.
+        id: i64,
+    },
     /// A lease with the requested id already exists.
     LeaseExists,
     /// The requested TTL is larger than the server allows.
@@ -119,6 +124,12 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// The election has no leader.
+    ElectionNoLeader,
+    /// The caller is not (or no longer) the election's leader.
+    ElectionNotLeader,
+    /// The lease behind a lock or campaign ended while it waited.
+    SessionExpired,
     /// The server ended a watch for a reason without a variant of its own.
     WatchCanceled {
         /// The server's cancel reason.
@@ -178,6 +189,9 @@ impl Error {
             (_, "authentication is not enabled") => Error::AuthNotEnabled,
             (_, "no leader") => Error::NoLeader,
             (_, "leader changed") => Error::LeaderChanged,
+            (_, "election: no leader") => Error::ElectionNoLeader,
+            (_, "election: not leader") => Error::ElectionNotLeader,
+            (_, "mutex: session is expired") | (_, "session: expired") => Error::SessionExpired,
             (_, m) if m.starts_with("request timed out") => Error::RequestTimedOut { message: status.message },
             (Code::ResourceExhausted, m) if m.contains("larger than max") => Error::RequestTooLarge,
             (Code::Unavailable, _) => Error::Unavailable { message: status.message },
@@ -259,6 +273,7 @@ impl fmt::Display for Error {
             Error::ValueProvided => f.write_str("a value was given with ignore_value"),
             Error::LeaseProvided => f.write_str("a lease was given with ignore_lease"),
             Error::LeaseNotFound => f.write_str("lease not found"),
+            Error::LeaseExpired { id } => write!(f, "lease {id:x} was not renewed within its TTL"),
             Error::LeaseExists => f.write_str("a lease with this id already exists"),
             Error::LeaseTtlTooLarge => f.write_str("lease TTL too large"),
             Error::TooManyOps => f.write_str("too many operations in the transaction"),
@@ -276,6 +291,9 @@ impl fmt::Display for Error {
             Error::LeaderChanged => f.write_str("the etcd leader changed"),
             Error::RequestTimedOut { message } => write!(f, "etcd request timed out ({message})"),
             Error::Unavailable { message } => write!(f, "etcd unavailable: {message}"),
+            Error::ElectionNoLeader => f.write_str("the election has no leader"),
+            Error::ElectionNotLeader => f.write_str("not the election's leader"),
+            Error::SessionExpired => f.write_str("the lease behind the lock or campaign has expired"),
             Error::WatchCanceled { reason } => write!(f, "etcd cancelled the watch: {reason}"),
             Error::WatchLagged { next_revision } => {
                 write!(f, "the watch consumer fell behind; resume from revision {next_revision}")

@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::core::{Event, Output};
 use crate::error::Error;
@@ -99,7 +99,7 @@ impl WatchMux {
 
     /// True when watches exist but no stream carries them.
     pub(crate) fn wants_stream(&self) -> bool {
-        self.stream != Stream::Idle && !matches!(self.stream, Stream::Open(_))
+        self.stream == Stream::Wanted
     }
 
     /// Registers a watch. Returns true when a stream must be opened for it.
@@ -334,13 +334,7 @@ impl WatchMux {
     }
 
     fn push_request(&mut self, union: pb::watch_request::RequestUnion) {
-        let msg = pb::WatchRequest { request_union: Some(union) };
-        let len = prost::Message::encoded_len(&msg);
-        self.write.reserve(5 + len);
-        self.write.put_u8(0);
-        self.write.put_u32(len as u32);
-        // Encoding into a BytesMut with reserved room cannot fail.
-        let _ = prost::Message::encode(&msg, &mut self.write);
+        crate::grpc::frame::encode_into(&pb::WatchRequest { request_union: Some(union) }, &mut self.write);
     }
 }
 

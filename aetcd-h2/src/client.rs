@@ -40,6 +40,15 @@ impl Shared {
     pub(crate) fn send(&self, cmd: Command) -> Result<(), Error> {
         self.commands.unbounded_send(cmd).map_err(|_| Error::Closed)
     }
+
+    /// Sends a request whose answer nobody waits for (cleanup from `Drop`).
+    pub(crate) fn fire<U: Unary>(&self, request: U) {
+        if let Ok(request) = request.encode() {
+            let (reply, _) = oneshot::channel();
+            let id = self.next_id();
+            let _ = self.send(Command::Unary { id, request, options: CallOptions::new(), reply });
+        }
+    }
 }
 
 /// An etcd client running on the runtime `R`.
@@ -319,7 +328,7 @@ impl<R> Client<R> {
     /// # Ok(()) }
     /// ```
     pub fn request<U: Unary>(&self, request: U) -> ResponseFuture<U> {
-        ResponseFuture { state: State::Init { shared: self.shared.clone(), request, options: CallOptions::new() } }
+        ResponseFuture::new(self.shared.clone(), request)
     }
 
     /// Closes the client: pending requests fail with [`Error::Closed`], connections
@@ -351,6 +360,10 @@ pub struct ResponseFuture<U> {
 }
 
 impl<U: Unary> ResponseFuture<U> {
+    pub(crate) fn new(shared: Arc<Shared>, request: U) -> Self {
+        ResponseFuture { state: State::Init { shared, request, options: CallOptions::new() } }
+    }
+
     /// Sets this request's deadline (instead of the client's request timeout).
     ///
     /// ```no_run
@@ -361,6 +374,14 @@ impl<U: Unary> ResponseFuture<U> {
     pub fn timeout(mut self, d: Duration) -> Self {
         if let State::Init { options, .. } = &mut self.state {
             *options = options.timeout(d);
+        }
+        self
+    }
+
+    /// No deadline at all for this request, not even the client's default.
+    pub fn no_deadline(mut self) -> Self {
+        if let State::Init { options, .. } = &mut self.state {
+            *options = options.no_deadline();
         }
         self
     }

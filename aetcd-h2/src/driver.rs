@@ -11,9 +11,10 @@ use std::time::Instant;
 use aetcd_core::grpc::RequestHead;
 use aetcd_core::rpc::watch::{WatchId, WatchRequest, WatchUpdate};
 use aetcd_core::rpc::UnaryRequest;
-use aetcd_core::{CallId, CallOptions, Core, EndpointId, Error, Event, Output, RequestId, Scheme};
+use aetcd_core::{CallId, CallOptions, Core, EndpointId, Error, Event, LeaseUpdate, Output, RequestId, Scheme};
 use std::sync::Arc;
 
+use crate::lease::LeaseShared;
 use crate::watch::WatchShared;
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
@@ -37,6 +38,8 @@ pub(crate) enum Command {
     Cancel(RequestId),
     Watch { id: WatchId, request: WatchRequest, shared: Arc<WatchShared>, created: oneshot::Sender<Result<(), Error>> },
     CancelWatch(WatchId),
+    KeepAlive { id: i64, ttl: i64, shared: Arc<LeaseShared> },
+    StopKeepAlive { id: i64, shared: Arc<LeaseShared> },
     RequestProgress,
     Close(oneshot::Sender<()>),
 }
@@ -86,6 +89,7 @@ pub(crate) struct Driver<R: Runtime> {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     replies: HashMap<RequestId, Reply>,
     watches: HashMap<WatchId, WatchSlot>,
+    leases: HashMap<i64, Vec<Arc<LeaseShared>>>,
     conns: Vec<ConnSlot>,
     readers: SelectAll<CallReader>,
     senders: HashMap<CallId, SendStream<Bytes>>,
@@ -108,6 +112,7 @@ impl<R: Runtime> Driver<R> {
             internal_rx,
             replies: HashMap::new(),
             watches: HashMap::new(),
+            leases: HashMap::new(),
             conns,
             readers: SelectAll::new(),
             senders: HashMap::new(),
@@ -149,6 +154,26 @@ impl<R: Runtime> Driver<R> {
                 }
             },
             Command::CancelWatch(id) => self.core.cancel_watch(now, id),
+            Command::KeepAlive { id, ttl, shared } => {
+                let kept = self.leases.entry(id).or_default();
+                if kept.is_empty() {
+                    if let Err(e) = self.core.keep_alive(now, id, ttl) {
+                        shared.lost(e);
+                        self.leases.remove(&id);
+                        return;
+                    }
+                }
+                kept.push(shared);
+            }
+            Command::StopKeepAlive { id, shared } => {
+                if let Some(kept) = self.leases.get_mut(&id) {
+                    kept.retain(|s| !Arc::ptr_eq(s, &shared));
+                    if kept.is_empty() {
+                        self.leases.remove(&id);
+                        self.core.stop_keep_alive(now, id);
+                    }
+                }
+            }
             Command::RequestProgress => self.core.request_progress(now),
             Command::Close(done) => {
                 self.close_waiters.push(done);
@@ -265,6 +290,19 @@ impl<R: Runtime> Driver<R> {
                     }
                 }
                 Output::Event(Event::Watch { id, update }) => self.watch_update(now, id, update),
+                Output::Event(Event::Lease { id, update }) => match update {
+                    LeaseUpdate::KeptAlive { ttl } => {
+                        for s in self.leases.get(&id).into_iter().flatten() {
+                            s.renewed(ttl);
+                        }
+                    }
+                    LeaseUpdate::Lost(e) => {
+                        for s in self.leases.remove(&id).into_iter().flatten() {
+                            s.lost(e.clone());
+                        }
+                    }
+                    _ => {}
+                },
                 _ => {}
             }
         }

@@ -32,6 +32,24 @@ pub fn encode<M: prost::Message>(msg: &M) -> Bytes {
     buf.freeze()
 }
 
+/// Appends `msg` as one length-prefixed, uncompressed gRPC frame to `buf`, so
+/// several messages for one stream go out as one write.
+///
+/// ```
+/// let mut buf = bytes::BytesMut::new();
+/// let req = aetcd_core::pb::etcdserverpb::LeaseKeepAliveRequest { id: 7 };
+/// aetcd_core::grpc::frame::encode_into(&req, &mut buf);
+/// aetcd_core::grpc::frame::encode_into(&req, &mut buf);
+/// assert_eq!(buf.len(), 2 * (aetcd_core::grpc::frame::PREFIX_LEN + 2));
+/// ```
+pub fn encode_into<M: prost::Message>(msg: &M, buf: &mut BytesMut) {
+    let len = msg.encoded_len();
+    buf.reserve(PREFIX_LEN + len);
+    buf.put_u8(0);
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    msg.encode_raw(buf);
+}
+
 /// Why a byte stream could not be split into gRPC messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

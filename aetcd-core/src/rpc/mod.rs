@@ -6,8 +6,10 @@
 //! typed response. Nothing of the generated protobuf types leaks into these
 //! signatures.
 
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod watch;
 
 use bytes::Bytes;
@@ -36,6 +38,18 @@ pub enum Method {
     LeaseTimeToLive,
     /// `Lease/LeaseLeases`.
     LeaseLeases,
+    /// `Lock/Lock`.
+    Lock,
+    /// `Lock/Unlock`.
+    Unlock,
+    /// `Election/Campaign`.
+    Campaign,
+    /// `Election/Proclaim`.
+    Proclaim,
+    /// `Election/Leader`.
+    Leader,
+    /// `Election/Resign`.
+    Resign,
 }
 
 impl Method {
@@ -55,13 +69,22 @@ impl Method {
             Method::LeaseRevoke => "/etcdserverpb.Lease/LeaseRevoke",
             Method::LeaseTimeToLive => "/etcdserverpb.Lease/LeaseTimeToLive",
             Method::LeaseLeases => "/etcdserverpb.Lease/LeaseLeases",
+            Method::Lock => "/v3lockpb.Lock/Lock",
+            Method::Unlock => "/v3lockpb.Lock/Unlock",
+            Method::Campaign => "/v3electionpb.Election/Campaign",
+            Method::Proclaim => "/v3electionpb.Election/Proclaim",
+            Method::Leader => "/v3electionpb.Election/Leader",
+            Method::Resign => "/v3electionpb.Election/Resign",
         }
     }
 
     /// True when sending the request twice has the same effect as once (reads),
     /// so it may be retried after a transport failure.
     pub fn is_idempotent(self) -> bool {
-        matches!(self, Method::Range | Method::LeaseRevoke | Method::LeaseTimeToLive | Method::LeaseLeases)
+        matches!(
+            self,
+            Method::Range | Method::LeaseRevoke | Method::LeaseTimeToLive | Method::LeaseLeases | Method::Leader
+        )
     }
 }
 
