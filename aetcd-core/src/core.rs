@@ -404,7 +404,8 @@ impl Core {
             return;
         }
         self.closed = true;
-        let ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        let mut ids: Vec<RequestId> = self.requests.keys().copied().collect();
+        ids.sort_unstable(); // events in a reproducible order
         for id in ids {
             self.fail_request(id, Error::Closed);
         }
@@ -474,7 +475,9 @@ impl Core {
             Conn::Idle | Conn::Backoff => return,
         }
         let reason = reason.into();
-        let lost: Vec<CallId> = self.calls.iter().filter(|(_, c)| c.endpoint == endpoint).map(|(id, _)| *id).collect();
+        let mut lost: Vec<CallId> =
+            self.calls.iter().filter(|(_, c)| c.endpoint == endpoint).map(|(id, _)| *id).collect();
+        lost.sort_unstable(); // events in a reproducible order
         for call in lost {
             self.finish_call(call, Err(Error::ConnectionLost { reason: reason.clone() }));
         }
@@ -851,7 +854,8 @@ impl Core {
                 // Every input records `now` before it can end a call.
                 if let (Some(wait), Some(now)) = (wait, self.now) {
                     self.remove_timer(kind.reconnect_timer());
-                    self.timers.insert((now + wait, kind.reconnect_timer()));
+                    let at = now.checked_add(wait).unwrap_or(now);
+                    self.timers.insert((at, kind.reconnect_timer()));
                 }
             }
         }

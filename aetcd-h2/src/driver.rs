@@ -319,8 +319,10 @@ impl<R: Runtime> Driver<R> {
                 }
             }
             WatchUpdate::Events(response) => {
-                if !slot.shared.push_events(response) {
-                    // The consumer is too slow: end its watch rather than buffer without bound.
+                let accepted = slot.shared.push_events(response);
+                // A consumer too slow to keep up ends its watch rather than buffer without bound.
+                let lagging = !accepted;
+                if lagging {
                     self.watches.remove(&id);
                     self.core.cancel_watch(now, id);
                 }
@@ -457,6 +459,11 @@ impl<R: Runtime> Future for Driver<R> {
         loop {
             let now = this.rt.now();
             let mut progress = false;
+            // Connection news first, so no new call is opened on a connection known to be dead.
+            while let Poll::Ready(Some(ev)) = this.internal_rx.poll_next_unpin(cx) {
+                this.internal(now, ev);
+                progress = true;
+            }
             for _ in 0..BATCH {
                 match this.commands.poll_next_unpin(cx) {
                     Poll::Ready(Some(cmd)) => {
@@ -474,10 +481,6 @@ impl<R: Runtime> Future for Driver<R> {
                     }
                     Poll::Pending => break,
                 }
-            }
-            while let Poll::Ready(Some(ev)) = this.internal_rx.poll_next_unpin(cx) {
-                this.internal(now, ev);
-                progress = true;
             }
             progress |= this.retry_blocked(cx, now);
             for _ in 0..BATCH {

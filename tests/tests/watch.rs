@@ -201,7 +201,7 @@ async fn restarts_lose_and_repeat_nothing<R: Runtime>() {
     }
     let last = *acked.last().unwrap();
     let mut seen = Vec::new();
-    while seen.last().map_or(true, |r| *r < last) {
+    while seen.last().is_none_or(|r| *r < last) {
         let e = next_events::<R>(&mut w, 1).await.remove(0);
         if &e.kv.key[..] != b"r/down" {
             seen.push(e.revision());
@@ -343,9 +343,8 @@ async fn fragmented_responses_arrive_whole<R: Runtime>() {
     let mut w = c.watch_with(WatchRequest::prefix("frag/").start_revision(first).fragment()).await.unwrap().responses();
     let mut events = Vec::new();
     while events.len() < 4 {
-        match within::<R, _>(LIMIT, w.next()).await.unwrap().unwrap().unwrap() {
-            WatchItem::Events(r) => events.extend(r.events),
-            _ => {}
+        if let WatchItem::Events(r) = within::<R, _>(LIMIT, w.next()).await.unwrap().unwrap().unwrap() {
+            events.extend(r.events);
         }
     }
     for (i, e) in events.iter().enumerate() {
