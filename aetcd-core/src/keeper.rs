@@ -170,7 +170,8 @@ impl Keeper {
     /// A stream opened as `call`: the renewals that are due go out with it.
     pub(crate) fn stream_opened(&mut self, now: Instant, call: CallId) -> Bytes {
         self.stream = Stream::Open(call);
-        let due: Vec<i64> = self.leases.iter().filter(|(_, k)| k.renew_at <= now).map(|(id, _)| *id).collect();
+        let mut due: Vec<i64> = self.leases.iter().filter(|(_, k)| k.renew_at <= now).map(|(id, _)| *id).collect();
+        due.sort_unstable(); // a reproducible order
         for id in due {
             let k = self.leases.get_mut(&id).expect("id taken from the map just above");
             self.timers.remove(&(k.renew_at, id, Due::Renew));

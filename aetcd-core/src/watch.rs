@@ -190,7 +190,8 @@ impl WatchMux {
         self.write.clear();
         self.stream = Stream::Idle;
         let retry = should_retry(&error);
-        let ids: Vec<WatchId> = self.watches.keys().copied().collect();
+        let mut ids: Vec<WatchId> = self.watches.keys().copied().collect();
+        ids.sort_unstable(); // events in a reproducible order
         for id in ids {
             let w = self.watches.get_mut(&id).expect("id taken from the map just above");
             if w.state == State::Cancelling || !retry {

@@ -507,18 +507,17 @@ impl<R: Runtime> Future for Driver<R> {
             if progress {
                 continue;
             }
-            match this.core.poll_timeout() {
-                Some(at) => {
-                    if this.timer_at != Some(at) {
-                        this.timer.reset(at);
-                        this.timer_at = Some(at);
-                    }
-                    if this.timer.poll_fired(cx).is_ready() {
-                        this.timer_at = None;
-                        continue;
-                    }
+            if let Some(at) = this.core.poll_timeout() {
+                // Re-arm only when the deadline moves earlier: most requests finish
+                // long before theirs, and a wake-up that finds nothing due is harmless.
+                if this.timer_at.is_none_or(|armed| at < armed) {
+                    this.timer.reset(at);
+                    this.timer_at = Some(at);
                 }
-                None => this.timer_at = None,
+            }
+            if this.timer_at.is_some() && this.timer.poll_fired(cx).is_ready() {
+                this.timer_at = None;
+                continue;
             }
             return Poll::Pending;
         }

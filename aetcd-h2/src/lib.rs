@@ -12,9 +12,12 @@
 
 mod client;
 mod driver;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 mod runtime;
+pub mod session;
 pub mod watch;
 
 pub use aetcd_core::{CallOptions, Endpoint, Error, Origin};

@@ -2,9 +2,16 @@
 //! prints one line of throughput, CPU cost and latency figures.
 //!
 //! ```text
-//! loadgen --endpoints URL[,URL..] --runtime tokio|smol --op get|put|mixed \
+//! loadgen --endpoints URL[,URL..] --runtime tokio|smol --op get|put|mixed|watch \
 //!         --total N --concurrency C [--value-size 256] [--key-count 1000]
+//! loadgen --endpoints URL --runtime tokio|smol --op watch-scale --watches N [--concurrency C]
 //! ```
+//!
+//! `watch`: one watch on the `bench/` prefix while C writers put N values; reports
+//! events delivered per second and CPU per event. `watch-scale`: creates N watches
+//! on one key (C creates in flight at a time), then measures the creation time, the
+//! client's memory per watch (resident set growth) and the time one put takes to
+//! reach all N.
 //!
 //! The benchmark loop is written once, generic over [`BenchRuntime`]: an
 //! `aetcd_h2::Runtime` that can also spawn the worker tasks.
@@ -19,8 +26,9 @@ use std::time::{Duration, Instant};
 use aetcd_h2::{Client, Error, Runtime};
 use bytes::Bytes;
 
-const USAGE: &str = "usage: loadgen --endpoints URL[,URL..] --runtime tokio|smol --op get|put|mixed \
-                     --total N --concurrency C [--value-size 256] [--key-count 1000]";
+const USAGE: &str = "usage: loadgen --endpoints URL[,URL..] --runtime tokio|smol --op get|put|mixed|watch \
+                     --total N --concurrency C [--value-size 256] [--key-count 1000]\n       \
+                     loadgen --endpoints URL --runtime tokio|smol --op watch-scale --watches N [--concurrency C]";
 
 /// Tasks used to pre-load the keys (the pre-load is not measured).
 const PRELOAD_TASKS: usize = 64;
@@ -48,6 +56,8 @@ enum Op {
     Get,
     Put,
     Mixed,
+    Watch,
+    WatchScale,
 }
 
 impl Op {
@@ -56,6 +66,8 @@ impl Op {
             Op::Get => "get",
             Op::Put => "put",
             Op::Mixed => "mixed",
+            Op::Watch => "watch",
+            Op::WatchScale => "watch-scale",
         }
     }
 }
@@ -69,6 +81,7 @@ struct Args {
     concurrency: usize,
     value_size: usize,
     key_count: usize,
+    watches: usize,
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -84,6 +97,7 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut concurrency = None;
     let mut value_size = 256;
     let mut key_count = 1000;
+    let mut watches = 0;
 
     let mut argv = argv.into_iter();
     while let Some(arg) = argv.next() {
@@ -117,26 +131,41 @@ fn parse_args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
                     "get" => Op::Get,
                     "put" => Op::Put,
                     "mixed" => Op::Mixed,
-                    other => return Err(format!("--op: expected get, put or mixed, got {other:?}")),
+                    "watch" => Op::Watch,
+                    "watch-scale" => Op::WatchScale,
+                    other => {
+                        return Err(format!("--op: expected get, put, mixed, watch or watch-scale, got {other:?}"))
+                    }
                 })
             }
             "--total" => total = Some(parse_number::<u64>(&flag, &value()?)?),
             "--concurrency" => concurrency = Some(parse_number::<usize>(&flag, &value()?)?),
             "--value-size" => value_size = parse_number(&flag, &value()?)?,
             "--key-count" => key_count = parse_number(&flag, &value()?)?,
+            "--watches" => watches = parse_number(&flag, &value()?)?,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
 
+    let op = op.ok_or("--op is required")?;
+    let scale = op == Op::WatchScale;
     let args = Args {
         endpoints: endpoints.ok_or("--endpoints is required")?,
         runtime: runtime.ok_or("--runtime is required")?,
-        op: op.ok_or("--op is required")?,
-        total: total.ok_or("--total is required")?,
-        concurrency: concurrency.ok_or("--concurrency is required")?,
+        op,
+        total: if scale { total.unwrap_or(1) } else { total.ok_or("--total is required")? },
+        concurrency: if scale {
+            concurrency.unwrap_or(1000)
+        } else {
+            concurrency.ok_or("--concurrency is required")?
+        },
         value_size,
         key_count,
+        watches,
     };
+    if scale && args.watches == 0 {
+        return Err("--op watch-scale needs --watches N".into());
+    }
     if args.total == 0 {
         return Err("--total must be at least 1".into());
     }
@@ -274,10 +303,8 @@ struct WorkerResult {
 /// Takes operation indexes from the shared counter until `total` are taken.
 async fn worker<R: Runtime>(client: Client<R>, plan: Arc<Plan>, seed: u64) -> WorkerResult {
     let mut rng = XorShift::new(seed);
-    let mut result = WorkerResult {
-        latencies_us: Vec::with_capacity((plan.total / 8).min(1 << 20) as usize),
-        errors: 0,
-    };
+    let mut result =
+        WorkerResult { latencies_us: Vec::with_capacity((plan.total / 8).min(1 << 20) as usize), errors: 0 };
     loop {
         let index = plan.next.fetch_add(1, Ordering::Relaxed);
         if index >= plan.total {
@@ -286,14 +313,18 @@ async fn worker<R: Runtime>(client: Client<R>, plan: Arc<Plan>, seed: u64) -> Wo
         let key = &plan.keys[rng.below(plan.keys.len())];
         let is_get = match plan.op {
             Op::Get => true,
-            Op::Put => false,
+            Op::Put | Op::Watch | Op::WatchScale => false,
             Op::Mixed => index % 2 == 0,
         };
         let started = Instant::now();
         let outcome = if is_get {
             match client.get(key.clone()).await {
                 Ok(r) if r.kv().is_some_and(|kv| kv.value.len() == plan.value.len()) => Ok(()),
-                Ok(r) => Err(format!("unexpected answer: {} key(s), value {:?} bytes", r.kvs.len(), r.kv().map(|kv| kv.value.len()))),
+                Ok(r) => Err(format!(
+                    "unexpected answer: {} key(s), value {:?} bytes",
+                    r.kvs.len(),
+                    r.kv().map(|kv| kv.value.len())
+                )),
                 Err(e) => Err(e.to_string()),
             }
         } else {
@@ -342,13 +373,13 @@ struct Summary {
     elapsed: Duration,
     cpu_ticks: Option<u64>,
     latencies_us: Vec<u32>,
+    /// Events delivered to the watch (`--op watch`).
+    events: u64,
 }
 
 /// Connects, pre-loads, runs the measured phase and closes the client.
 async fn bench<R: BenchRuntime>(args: &Args) -> Result<Summary, String> {
-    let client = Client::<R>::connect(args.endpoints.clone())
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.endpoints.join(",")))?;
+    let client = Client::<R>::connect(args.endpoints.clone()).await.map_err(|e| format!("connect failed: {e}"))?;
 
     let keys = (0..args.key_count).map(|i| Bytes::from(format!("bench/{i:08}"))).collect();
     let plan = Arc::new(Plan {
@@ -361,11 +392,30 @@ async fn bench<R: BenchRuntime>(args: &Args) -> Result<Summary, String> {
     });
     preload(&client, &plan, PRELOAD_TASKS.min(args.key_count)).await.map_err(|e| format!("pre-load failed: {e}"))?;
 
+    // For `watch`, one watch on the prefix consumes, concurrently, what the writers produce.
+    let consumer = match args.op {
+        Op::Watch => {
+            let mut w = client.watch_prefix("bench/").await.map_err(|e| format!("watch failed: {e}"))?;
+            let total = args.total;
+            Some(R::spawn_task(async move {
+                let mut events = 0u64;
+                while events < total {
+                    match futures_util::StreamExt::next(&mut w).await {
+                        Some(Ok(_)) => events += 1,
+                        Some(Err(e)) => return Err(format!("watch failed after {events} events: {e}")),
+                        None => return Err(format!("watch ended after {events} events")),
+                    }
+                }
+                Ok(events)
+            }))
+        }
+        _ => None,
+    };
+
     let cpu_before = process_cpu_ticks();
     let started = Instant::now();
-    let handles: Vec<Join<WorkerResult>> = (0..args.concurrency)
-        .map(|i| R::spawn_task(worker(client.clone(), plan.clone(), i as u64 + 1)))
-        .collect();
+    let handles: Vec<Join<WorkerResult>> =
+        (0..args.concurrency).map(|i| R::spawn_task(worker(client.clone(), plan.clone(), i as u64 + 1))).collect();
     let mut latencies_us = Vec::with_capacity(args.total as usize);
     let mut errors = 0;
     for h in handles {
@@ -373,18 +423,87 @@ async fn bench<R: BenchRuntime>(args: &Args) -> Result<Summary, String> {
         errors += r.errors;
         latencies_us.append(&mut r.latencies_us);
     }
+    let mut events = 0u64;
+    if let Some(consumer) = consumer {
+        if errors > 0 {
+            return Err(format!("{errors} puts failed: the watch cannot be counted"));
+        }
+        events = consumer.await?;
+    }
     let elapsed = started.elapsed();
     let cpu_ticks = cpu_before.zip(process_cpu_ticks()).map(|(a, b)| b.saturating_sub(a));
 
     client.close().await;
     latencies_us.sort_unstable();
-    Ok(Summary { ok: latencies_us.len() as u64, errors, elapsed, cpu_ticks, latencies_us })
+    Ok(Summary { ok: latencies_us.len() as u64, errors, elapsed, cpu_ticks, latencies_us, events })
+}
+
+/// The resident set size of this process, in KiB.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `watch-scale`: N watches on one key, created C at a time; then one put.
+async fn watch_scale<R: BenchRuntime>(args: &Args) -> Result<(), String> {
+    let client = Client::<R>::builder()
+        .endpoints(args.endpoints.clone())
+        .request_timeout(Duration::from_secs(120))
+        .connect()
+        .await
+        .map_err(|e| format!("connect failed: {e}"))?;
+    client.put("scale/key", "0").await.map_err(|e| format!("put failed: {e}"))?;
+    let n = args.watches;
+    let rss_before = rss_kib();
+    let cpu_before = process_cpu_ticks();
+    let started = Instant::now();
+    let mut watchers = Vec::with_capacity(n);
+    while watchers.len() < n {
+        let batch = args.concurrency.min(n - watchers.len());
+        let created = futures_util::future::join_all((0..batch).map(|_| client.watch("scale/key"))).await;
+        for w in created {
+            watchers.push(w.map_err(|e| format!("watch {} failed: {e}", watchers.len()))?);
+        }
+    }
+    let create = started.elapsed();
+    let cpu_create = cpu_before.zip(process_cpu_ticks()).map(|(a, b)| b.saturating_sub(a));
+    let rss_after = rss_kib();
+
+    let put_at = Instant::now();
+    client.put("scale/key", "1").await.map_err(|e| format!("put failed: {e}"))?;
+    let received = futures_util::future::join_all(watchers.iter_mut().map(futures_util::StreamExt::next)).await;
+    let fanout = put_at.elapsed();
+    let missing = received.iter().filter(|r| !matches!(r, Some(Ok(_)))).count();
+
+    let per_watch = rss_before.zip(rss_after).map(|(b, a)| (a.saturating_sub(b) * 1024) as f64 / n as f64);
+    let ticks = clock_ticks_per_second() as f64;
+    println!(
+        "runtime={} op=watch-scale watches={n} concurrency={} create_s={:.3} creates_per_s={:.0} \
+         create_cpu_s={} rss_before_kib={} rss_after_kib={} client_bytes_per_watch={} fanout_ms={:.1} missing={missing}",
+        args.runtime.name(),
+        args.concurrency,
+        create.as_secs_f64(),
+        n as f64 / create.as_secs_f64(),
+        cpu_create.map_or("na".into(), |t| format!("{:.2}", t as f64 / ticks)),
+        rss_before.map_or("na".into(), |v| v.to_string()),
+        rss_after.map_or("na".into(), |v| v.to_string()),
+        per_watch.map_or("na".into(), |v| format!("{v:.0}")),
+        fanout.as_secs_f64() * 1e3,
+    );
+    drop(watchers);
+    client.close().await;
+    if missing > 0 {
+        return Err(format!("{missing} of {n} watches did not receive the put"));
+    }
+    Ok(())
 }
 
 fn print_summary(args: &Args, s: &Summary, ticks_per_second: u64) {
     let secs = s.elapsed.as_secs_f64();
-    let done = s.ok + s.errors;
-    let ops_per_s = if secs > 0.0 { s.ok as f64 / secs } else { 0.0 };
+    // For `watch` the unit of work is a delivered event.
+    let done = if args.op == Op::Watch { s.events } else { s.ok + s.errors };
+    let ops_per_s = if secs > 0.0 { (if args.op == Op::Watch { s.events } else { s.ok }) as f64 / secs } else { 0.0 };
     let (cpu_s, cpu_us_per_op) = match s.cpu_ticks {
         Some(t) => {
             let cpu_s = t as f64 / ticks_per_second as f64;
@@ -430,6 +549,22 @@ fn main() -> ExitCode {
         }
     };
     let ticks_per_second = clock_ticks_per_second();
+    if args.op == Op::WatchScale {
+        let r = match args.runtime {
+            RuntimeKind::Tokio => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(watch_scale::<aetcd_tokio::Tokio>(&args)),
+                Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
+            },
+            RuntimeKind::Smol => smol::block_on(watch_scale::<aetcd_smol::Smol>(&args)),
+        };
+        return match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
 
     let summary = match args.runtime {
         RuntimeKind::Tokio => match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
