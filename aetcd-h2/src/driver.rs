@@ -50,11 +50,9 @@ struct WatchSlot {
     created: Option<oneshot::Sender<Result<(), Error>>>,
 }
 
-/// What connection tasks report.
-enum Internal {
-    Connected { endpoint: EndpointId, generation: u64, result: Result<SendRequest<Bytes>, String> },
-    Closed { endpoint: EndpointId, generation: u64, reason: String },
-}
+/// A connection being made: TCP connect, then the HTTP/2 handshake.
+type Connecting<Io> =
+    crate::runtime::BoxFuture<Result<(SendRequest<Bytes>, h2::client::Connection<Io, Bytes>), String>>;
 
 /// An `OpenCall` that waits for the connection to accept a new stream.
 struct PendingOpen {
@@ -64,14 +62,20 @@ struct PendingOpen {
     end_stream: bool,
 }
 
-#[derive(Default)]
-struct ConnSlot {
-    generation: u64,
-    /// Dropping it ends the connection task (and the connection).
-    abort: Option<oneshot::Sender<()>>,
+/// One endpoint's connection. The driver polls the connection itself (no task
+/// of its own), so a call costs no extra task wake-up; dropping it closes it.
+struct ConnSlot<Io> {
+    connecting: Option<Connecting<Io>>,
+    connection: Option<Pin<Box<h2::client::Connection<Io, Bytes>>>>,
     send: Option<SendRequest<Bytes>>,
     authority: Option<Authority>,
     blocked: VecDeque<PendingOpen>,
+}
+
+impl<Io> Default for ConnSlot<Io> {
+    fn default() -> Self {
+        ConnSlot { connecting: None, connection: None, send: None, authority: None, blocked: VecDeque::new() }
+    }
 }
 
 /// Window sizes: large enough that big ranges and many concurrent calls are not
@@ -85,12 +89,10 @@ pub(crate) struct Driver<R: Runtime> {
     rt: R,
     core: Core,
     commands: mpsc::UnboundedReceiver<Command>,
-    internal_tx: mpsc::UnboundedSender<Internal>,
-    internal_rx: mpsc::UnboundedReceiver<Internal>,
     replies: HashMap<RequestId, Reply>,
     watches: HashMap<WatchId, WatchSlot>,
     leases: HashMap<i64, Vec<Arc<LeaseShared>>>,
-    conns: Vec<ConnSlot>,
+    conns: Vec<ConnSlot<R::Io>>,
     readers: SelectAll<CallReader>,
     senders: HashMap<CallId, SendStream<Bytes>>,
     timer: R::Timer,
@@ -101,15 +103,12 @@ pub(crate) struct Driver<R: Runtime> {
 
 impl<R: Runtime> Driver<R> {
     pub(crate) fn new(rt: R, core: Core, commands: mpsc::UnboundedReceiver<Command>) -> Self {
-        let (internal_tx, internal_rx) = mpsc::unbounded();
         let conns = (0..core.config().endpoints().len()).map(|_| ConnSlot::default()).collect();
         let timer = rt.timer();
         Driver {
             rt,
             core,
             commands,
-            internal_tx,
-            internal_rx,
             replies: HashMap::new(),
             watches: HashMap::new(),
             leases: HashMap::new(),
@@ -182,38 +181,45 @@ impl<R: Runtime> Driver<R> {
         }
     }
 
-    fn internal(&mut self, now: Instant, ev: Internal) {
-        match ev {
-            Internal::Connected { endpoint, generation, result } => {
-                let slot = &mut self.conns[endpoint.index()];
-                if slot.generation != generation || slot.abort.is_none() {
-                    return; // a stale attempt; dropping its handle lets it end
-                }
-                match result {
-                    Ok(send) => {
-                        slot.send = Some(send);
-                        self.core.handle_connected(now, endpoint);
-                    }
-                    Err(reason) => {
-                        slot.abort = None;
-                        self.core.handle_connect_failed(now, endpoint, reason);
+    /// Drives connection attempts and connections; reports what changed to the core.
+    fn poll_connections(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        for i in 0..self.conns.len() {
+            let endpoint = EndpointId::from_index(i);
+            let slot = &mut self.conns[i];
+            if let Some(connecting) = slot.connecting.as_mut() {
+                if let Poll::Ready(result) = connecting.as_mut().poll(cx) {
+                    slot.connecting = None;
+                    progress = true;
+                    match result {
+                        Ok((send, connection)) => {
+                            slot.send = Some(send);
+                            slot.connection = Some(Box::pin(connection));
+                            self.core.handle_connected(now, endpoint);
+                        }
+                        Err(reason) => self.core.handle_connect_failed(now, endpoint, reason),
                     }
                 }
             }
-            Internal::Closed { endpoint, generation, reason } => {
-                let slot = &mut self.conns[endpoint.index()];
-                if slot.generation != generation || slot.send.is_none() {
-                    return;
+            let slot = &mut self.conns[i];
+            if let Some(connection) = slot.connection.as_mut() {
+                if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                    let reason = match result {
+                        Ok(()) => "connection closed by the server".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    progress = true;
+                    slot.connection = None;
+                    slot.send = None;
+                    let blocked: Vec<PendingOpen> = slot.blocked.drain(..).collect();
+                    for open in blocked {
+                        self.core.handle_call_lost(now, open.call, reason.clone());
+                    }
+                    self.core.handle_disconnected(now, endpoint, reason);
                 }
-                slot.send = None;
-                slot.abort = None;
-                let blocked: Vec<PendingOpen> = slot.blocked.drain(..).collect();
-                for open in blocked {
-                    self.core.handle_call_lost(now, open.call, reason.clone());
-                }
-                self.core.handle_disconnected(now, endpoint, reason);
             }
         }
+        progress
     }
 
     fn feed(&mut self, now: Instant, call: CallId, ev: ReadEvent) {
@@ -253,8 +259,8 @@ impl<R: Runtime> Driver<R> {
                 Output::Connect { endpoint } => self.start_connect(endpoint),
                 Output::Disconnect { endpoint } => {
                     let slot = &mut self.conns[endpoint.index()];
-                    slot.generation += 1;
-                    slot.abort = None;
+                    slot.connecting = None;
+                    slot.connection = None;
                     slot.send = None;
                     let blocked: Vec<PendingOpen> = slot.blocked.drain(..).collect();
                     for open in blocked {
@@ -391,58 +397,29 @@ impl<R: Runtime> Driver<R> {
     fn start_connect(&mut self, endpoint: EndpointId) {
         let ep = self.core.endpoint(endpoint).clone();
         let slot = &mut self.conns[endpoint.index()];
-        slot.generation += 1;
+        slot.connection = None;
         slot.send = None;
-        let generation = slot.generation;
-        let (abort_tx, abort_rx) = oneshot::channel::<()>();
-        slot.abort = Some(abort_tx);
-        let tx = self.internal_tx.clone();
+        let failed = |reason: String| -> Connecting<R::Io> { Box::pin(async move { Err(reason) }) };
         if ep.scheme() == Scheme::Https {
-            let reason = "TLS endpoints are not supported yet".to_owned();
-            let _ = tx.unbounded_send(Internal::Connected { endpoint, generation, result: Err(reason) });
+            slot.connecting = Some(failed("TLS endpoints are not supported yet".to_owned()));
             return;
         }
         slot.authority = match Authority::try_from(ep.authority()) {
             Ok(a) => Some(a),
             Err(e) => {
-                let result = Err(format!("invalid authority: {e}"));
-                let _ = tx.unbounded_send(Internal::Connected { endpoint, generation, result });
+                slot.connecting = Some(failed(format!("invalid authority: {e}")));
                 return;
             }
         };
         let rt = self.rt.clone();
-        let run = async move {
-            let report = |result| Internal::Connected { endpoint, generation, result };
-            let io = match rt.connect(ep.host().to_owned(), ep.port()).await {
-                Ok(io) => io,
-                Err(e) => {
-                    let _ = tx.unbounded_send(report(Err(e.to_string())));
-                    return;
-                }
-            };
-            let handshake = h2::client::Builder::new()
+        slot.connecting = Some(Box::pin(async move {
+            let io = rt.connect(ep.host().to_owned(), ep.port()).await.map_err(|e| e.to_string())?;
+            h2::client::Builder::new()
                 .initial_window_size(STREAM_WINDOW)
                 .initial_connection_window_size(CONNECTION_WINDOW)
                 .handshake::<_, Bytes>(io)
-                .await;
-            let (send, connection) = match handshake {
-                Ok(pair) => pair,
-                Err(e) => {
-                    let _ = tx.unbounded_send(report(Err(format!("HTTP/2 handshake failed: {e}"))));
-                    return;
-                }
-            };
-            let _ = tx.unbounded_send(report(Ok(send)));
-            let reason = match connection.await {
-                Ok(()) => "connection closed by the server".to_owned(),
-                Err(e) => e.to_string(),
-            };
-            let _ = tx.unbounded_send(Internal::Closed { endpoint, generation, reason });
-        };
-        let rt = self.rt.clone();
-        rt.spawn(Box::pin(async move {
-            // Ends when the connection ends or when the driver drops `abort_tx`.
-            futures_util::future::select(Box::pin(run), abort_rx).await;
+                .await
+                .map_err(|e| format!("HTTP/2 handshake failed: {e}"))
         }));
     }
 
@@ -460,10 +437,7 @@ impl<R: Runtime> Future for Driver<R> {
             let now = this.rt.now();
             let mut progress = false;
             // Connection news first, so no new call is opened on a connection known to be dead.
-            while let Poll::Ready(Some(ev)) = this.internal_rx.poll_next_unpin(cx) {
-                this.internal(now, ev);
-                progress = true;
-            }
+            progress |= this.poll_connections(cx, now);
             for _ in 0..BATCH {
                 match this.commands.poll_next_unpin(cx) {
                     Poll::Ready(Some(cmd)) => {
