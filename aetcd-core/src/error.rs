@@ -196,6 +196,9 @@ impl Error {
             (Code::ResourceExhausted, m) if m.contains("larger than max") => Error::RequestTooLarge,
             (Code::Unavailable, _) => Error::Unavailable { message: status.message },
             (Code::DeadlineExceeded, _) => Error::DeadlineExceeded,
+            // Go servers answer "context deadline exceeded" (code Unknown) when the
+            // call's grpc-timeout runs out inside them.
+            (_, "context deadline exceeded") => Error::DeadlineExceeded,
             _ => Error::Server(status),
         }
     }

@@ -1,7 +1,6 @@
 //! The user-facing client handle, its builder, and the future of one request.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,12 +67,12 @@ impl Shared {
 /// ```
 pub struct Client<R> {
     pub(crate) shared: Arc<Shared>,
-    _runtime: PhantomData<fn() -> R>,
+    pub(crate) runtime: R,
 }
 
-impl<R> Clone for Client<R> {
+impl<R: Clone> Clone for Client<R> {
     fn clone(&self) -> Self {
-        Client { shared: self.shared.clone(), _runtime: PhantomData }
+        Client { shared: self.shared.clone(), runtime: self.runtime.clone() }
     }
 }
 
@@ -270,7 +269,7 @@ impl<R: Runtime> ClientBuilder<R> {
         let driver = Driver::new(self.runtime.clone(), Core::new(config), rx);
         self.runtime.spawn(Box::pin(driver));
         let shared = Shared { commands: tx, next_id: AtomicU64::new(1), watch_buffer: self.watch_buffer };
-        Ok(Client { shared: Arc::new(shared), _runtime: PhantomData })
+        Ok(Client { shared: Arc::new(shared), runtime: self.runtime })
     }
 
     /// Starts the client and waits until it is connected to an endpoint; fails

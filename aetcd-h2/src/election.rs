@@ -4,7 +4,9 @@
 //! Each candidate holds a key `<name>/<lease in hex>` whose value is its
 //! proclamation; the leader is the candidate whose key was created first. This is
 //! the scheme of etcd's Election service and of Go's `concurrency.Election`, so
-//! candidates using other clients take part in the same election.
+//! candidates using other clients take part in the same election. As for
+//! [locks](crate::lock), a campaign with a lease of its own waits in the service,
+//! one on a session's lease waits in the client, with the same algorithm.
 //!
 //! ```no_run
 //! # async fn demo<R: aetcd_h2::Runtime>(client: aetcd_h2::Client<R>) -> Result<(), aetcd_h2::Error> {
@@ -34,8 +36,8 @@ pub use aetcd_core::rpc::election::{CampaignResponse, LeaderKey, LeaderResponse,
 use crate::client::Client;
 use crate::runtime::Runtime;
 use crate::session::{
-    deadline_in, oldest, owner_revision, prefix_of, unless_lost, until, with_deadline, Holder, Lost, Release,
-    SessionLease, Undo, DEFAULT_TTL,
+    create_own_key, deadline_in, oldest, owner_revision, prefix_of, unless_lost, wait_for_older, with_deadline, Holder,
+    Lost, Release, SessionLease, Undo, DEFAULT_TTL,
 };
 use crate::watch::{WatchItem, WatchResponses};
 
@@ -172,11 +174,10 @@ impl<R: Runtime> Election<R> {
             let _ = self.resign().await;
         }
         let mut undo = Undo::new(self.client.shared.clone());
-        let attempt =
-            campaign_attempt(&self.client, &self.name, self.ttl, self.session.as_ref(), value, deadline, &mut undo);
-        match with_deadline::<R, _>(deadline, attempt).await {
-            Ok(leadership) => {
-                undo.disarm();
+        let attempt = campaign_attempt(&self.client, &self.name, self.ttl, self.session.as_ref(), value, &mut undo);
+        match with_deadline(&self.client.runtime, deadline, attempt).await {
+            Ok(mut leadership) => {
+                leadership.holder.keep(undo.finish());
                 self.leader = Some(leadership);
                 Ok(())
             }
@@ -313,7 +314,7 @@ impl<R: Runtime> Election<R> {
     }
 
     /// Resolves if the lease is lost while this candidate leads (see
-    /// [`Lost`](crate::session::Lost)); at once with [`Error::SessionExpired`] if
+    /// [`Lost`]); at once with [`Error::SessionExpired`] if
     /// it does not lead when this is called.
     ///
     /// ```no_run
@@ -339,29 +340,45 @@ impl<R> Drop for Election<R> {
     }
 }
 
-/// One campaign: lease, server-side wait, verification.
-async fn campaign_attempt<R>(
+/// One campaign: lease, wait, verification.
+async fn campaign_attempt<R: Runtime>(
     client: &Client<R>,
     name: &Bytes,
     ttl: i64,
     session: Option<&Arc<SessionLease>>,
     value: Bytes,
-    deadline: Option<std::time::Instant>,
     undo: &mut Undo,
 ) -> Result<Leadership, Error> {
     let holder = Holder::obtain(client, session, name, ttl, undo).await?;
     let lease = holder.id();
     let key = lock_key(name, lease);
-    if !holder.is_owned() {
-        undo.arm(Release::delete_if_lease(key.clone(), lease));
-    }
-    let request = until(client.request(Campaign::new(name.clone(), lease, value)), deadline);
-    let won = unless_lost(request, holder.lost()).await?.leader;
-    if won.key != key || won.lease != lease {
-        return Err(Error::Malformed { reason: "the campaign was won with a key that is not this lease's".into() });
-    }
-    // As for locks: the server's answer is no proof the lease still holds the key.
-    let revision = owner_revision(client, &prefix_of(name), &key, lease).await?;
+    let prefix = prefix_of(name);
+    let won = if holder.is_owned() {
+        // The server's Election service waits. Should it create the key after
+        // this campaign was given up, the key dies with the revoked lease.
+        // No deadline of its own: the caller's deadline drops (and so cancels) it.
+        let request = client.request(Campaign::new(name.clone(), lease, value)).no_deadline();
+        let won = unless_lost(request, holder.lost()).await?.leader;
+        if won.key != key || won.lease != lease {
+            return Err(Error::Malformed { reason: "the campaign was won with a key that is not this lease's".into() });
+        }
+        won
+    } else {
+        // As for locks: with a session's lease the client waits itself, with the
+        // service's algorithm and keys, so that no key outlives a given-up campaign.
+        let own = create_own_key(client, prefix.clone(), key.clone(), value, lease, true, undo).await?;
+        if !own.is_oldest(&key) {
+            unless_lost(wait_for_older(client, &prefix, own.revision), holder.lost()).await?;
+        }
+        let mut won = LeaderKey::default();
+        won.name = name.clone();
+        won.key = key.clone();
+        won.revision = own.revision;
+        won.lease = lease;
+        won
+    };
+    // The server's answer (or our wait) is no proof the lease still holds the key.
+    let revision = owner_revision(client, &prefix, &key, lease).await?;
     if revision != Some(won.revision) || holder.lost_reason().is_some() {
         return Err(Error::SessionExpired);
     }

@@ -172,6 +172,7 @@ impl KeptLease {
     /// Stops the keep-alive and revokes the lease, deleting its keys.
     pub async fn revoke(mut self) -> Result<(), Error> {
         self.stop_keeping();
+        self.revoke_on_drop = false; // revoked here, not again from Drop
         let r = self.client_request(LeaseRevoke::new(self.id)).await;
         match r {
             Ok(_) | Err(Error::LeaseNotFound) => Ok(()),
@@ -212,7 +213,7 @@ impl KeptLease {
             if s.renewals > seen {
                 return Poll::Ready(Ok(s.ttl));
             }
-            s.wakers.push(cx.waker().clone());
+            register(&mut s.wakers, cx);
             Poll::Pending
         })
         .await
@@ -243,9 +244,32 @@ impl Future for LeaseLost {
         match &s.lost {
             Some(e) => Poll::Ready(e.clone()),
             None => {
-                s.wakers.push(cx.waker().clone());
+                register(&mut s.wakers, cx);
                 Poll::Pending
             }
+        }
+    }
+}
+
+/// Adds the task's waker unless it is there already (a future polled often must
+/// not grow the list).
+fn register(wakers: &mut Vec<Waker>, cx: &Context<'_>) {
+    if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+        wakers.push(cx.waker().clone());
+    }
+}
+
+/// Revokes a granted lease unless disarmed: a grant whose caller went away
+/// (its future dropped) leaves nothing to wait out its TTL.
+struct RevokeUnlessKept {
+    shared: Arc<Shared>,
+    id: Option<i64>,
+}
+
+impl Drop for RevokeUnlessKept {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.shared.fire(LeaseRevoke::new(id));
         }
     }
 }
@@ -278,11 +302,10 @@ impl<R> Client<R> {
     /// ```
     pub async fn lease_grant_kept(&self, ttl: i64) -> Result<KeptLease, Error> {
         let granted = self.lease_grant(ttl).await?;
-        let kept = self.keep(granted.id, granted.ttl).await;
-        if kept.is_err() {
-            self.shared.fire(LeaseRevoke::new(granted.id));
-        }
-        kept
+        let mut guard = RevokeUnlessKept { shared: self.shared.clone(), id: Some(granted.id) };
+        let kept = self.keep(granted.id, granted.ttl).await?;
+        guard.id = None;
+        Ok(kept)
     }
 
     /// Renews lease `id` once, over the shared keep-alive stream; returns the new TTL.

@@ -6,6 +6,12 @@
 //! scheme of etcd's Lock service and of Go's `concurrency.Mutex`, so locks taken
 //! with other clients exclude ours and the other way round.
 //!
+//! A lock with a lease of its own waits in etcd's Lock service. A lock on a
+//! session's lease waits in the client, with the service's algorithm (wait for the
+//! deletion of the next older key): the service may create the key after a
+//! cancelled wait was cleaned up, which a revoked lease of its own makes harmless
+//! but would leave a phantom waiter on the session's lease.
+//!
 //! A lock promises no more than its lease: if the lease is lost (a partition
 //! longer than the TTL, a revocation), the lock is gone and [`Lock::lost`]
 //! resolves. Guard every write the lock protects with [`Lock::is_owner`] in a
@@ -27,7 +33,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aetcd_core::rpc::kv::{Compare, Get, Put, Txn, TxnOp, TxnOpResponse};
+use aetcd_core::rpc::kv::Compare;
 use aetcd_core::rpc::lock::LockRequest;
 use aetcd_core::Error;
 use bytes::Bytes;
@@ -37,8 +43,8 @@ pub use aetcd_core::rpc::lock::{lock_key, LockResponse, UnlockRequest, UnlockRes
 use crate::client::Client;
 use crate::runtime::Runtime;
 use crate::session::{
-    deadline_in, oldest, owner_revision, prefix_of, unless_lost, until, with_deadline, Holder, Lost, Release,
-    SessionLease, Undo, DEFAULT_TTL,
+    create_own_key, deadline_in, owner_revision, prefix_of, unless_lost, wait_for_older, with_deadline, Holder, Lost,
+    Release, SessionLease, Undo, DEFAULT_TTL,
 };
 
 /// A held lock: the lease behind it, the key and the key's creation revision.
@@ -190,10 +196,10 @@ impl<R: Runtime> Lock<R> {
             self.discard().await;
         }
         let mut undo = Undo::new(self.client.shared.clone());
-        let attempt = acquire_attempt(&self.client, &self.name, self.ttl, self.session.as_ref(), deadline, &mut undo);
-        match with_deadline::<R, _>(deadline, attempt).await {
-            Ok(held) => {
-                undo.disarm();
+        let attempt = acquire_attempt(&self.client, &self.name, self.ttl, self.session.as_ref(), &mut undo);
+        match with_deadline(&self.client.runtime, deadline, attempt).await {
+            Ok(mut held) => {
+                held.holder.keep(undo.finish());
                 self.held = Some(held);
                 Ok(())
             }
@@ -224,8 +230,8 @@ impl<R: Runtime> Lock<R> {
         }
         let mut undo = Undo::new(self.client.shared.clone());
         match try_attempt(&self.client, &self.name, self.ttl, self.session.as_ref(), &mut undo).await {
-            Ok(Some(held)) => {
-                undo.disarm();
+            Ok(Some(mut held)) => {
+                held.holder.keep(undo.finish());
                 self.held = Some(held);
                 Ok(true)
             }
@@ -347,7 +353,7 @@ impl<R: Runtime> Lock<R> {
     }
 
     /// Resolves if the lease is lost while the lock is held (see
-    /// [`Lost`](crate::session::Lost)); at once with [`Error::SessionExpired`] if
+    /// [`Lost`]); at once with [`Error::SessionExpired`] if
     /// the lock is not held when this is called.
     ///
     /// ```no_run
@@ -407,28 +413,43 @@ impl<R> Drop for Lock<R> {
     }
 }
 
-/// One wait for the lock: lease, server-side wait, verification.
-async fn acquire_attempt<R>(
+/// One wait for the lock: lease, wait, verification.
+async fn acquire_attempt<R: Runtime>(
     client: &Client<R>,
     name: &Bytes,
     ttl: i64,
     session: Option<&Arc<SessionLease>>,
-    deadline: Option<std::time::Instant>,
     undo: &mut Undo,
 ) -> Result<Held, Error> {
     let holder = Holder::obtain(client, session, name, ttl, undo).await?;
     let lease = holder.id();
     let key = lock_key(name, lease);
-    if !holder.is_owned() {
-        undo.arm(Release::delete_if_lease(key.clone(), lease));
-    }
-    let request = until(client.request(LockRequest::new(name.clone(), lease)), deadline);
-    let granted = unless_lost(request, holder.lost()).await?;
-    if granted.key != key {
-        return Err(Error::Malformed { reason: "the lock was granted with a key that is not this lease's".into() });
-    }
-    // The Jepsen lesson: the server's answer is no proof the lease still holds the key.
-    let revision = owner_revision(client, &prefix_of(name), &key, lease).await?.ok_or(Error::SessionExpired)?;
+    let prefix = prefix_of(name);
+    let revision = if holder.is_owned() {
+        // The server's Lock service waits. Should it create the key after this
+        // attempt was given up, the key dies with the revoked lease.
+        // No deadline of its own: the caller's deadline drops (and so cancels) it.
+        let request = client.request(LockRequest::new(name.clone(), lease)).no_deadline();
+        let granted = unless_lost(request, holder.lost()).await?;
+        if granted.key != key {
+            return Err(Error::Malformed { reason: "the lock was granted with a key that is not this lease's".into() });
+        }
+        // The Jepsen lesson: the server's answer is no proof the lease still holds the key.
+        owner_revision(client, &prefix, &key, lease).await?.ok_or(Error::SessionExpired)?
+    } else {
+        // A session's lease outlives the attempt, and the server's Lock service
+        // may create the key on it after the attempt was given up and cleaned up.
+        // So the client waits itself (the same algorithm and keys as the service),
+        // and every cleanup is guarded by the key's creation revision.
+        let own = create_own_key(client, prefix.clone(), key.clone(), Bytes::new(), lease, true, undo).await?;
+        if !own.is_oldest(&key) {
+            unless_lost(wait_for_older(client, &prefix, own.revision), holder.lost()).await?;
+        }
+        if owner_revision(client, &prefix, &key, lease).await? != Some(own.revision) {
+            return Err(Error::SessionExpired);
+        }
+        own.revision
+    };
     if holder.lost_reason().is_some() {
         return Err(Error::SessionExpired);
     }
@@ -436,7 +457,7 @@ async fn acquire_attempt<R>(
 }
 
 /// One non-blocking attempt: `None` when someone else holds the lock.
-async fn try_attempt<R>(
+async fn try_attempt<R: Runtime>(
     client: &Client<R>,
     name: &Bytes,
     ttl: i64,
@@ -446,35 +467,15 @@ async fn try_attempt<R>(
     let holder = Holder::obtain(client, session, name, ttl, undo).await?;
     let lease = holder.id();
     let key = lock_key(name, lease);
-    let prefix = prefix_of(name);
-    if !holder.is_owned() {
-        undo.arm(Release::delete_if_lease(key.clone(), lease));
-    }
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone()).eq(0)])
-        .and_then([TxnOp::from(Put::new(key.clone(), "").lease(lease)), TxnOp::from(oldest(&prefix))])
-        .or_else([Get::key(key.clone()), oldest(&prefix)]);
-    let r = client.txn(txn).await?;
-    let malformed = || Error::Malformed { reason: "transaction answer does not match its operations".into() };
-    let (mine, first) = match r.responses.as_slice() {
-        [TxnOpResponse::Put(_), TxnOpResponse::Get(first)] if r.succeeded => (r.header.revision, first.kv()),
-        [TxnOpResponse::Get(mine), TxnOpResponse::Get(first)] if !r.succeeded => match mine.kv() {
-            // Our key from an earlier attempt whose deletion is still on its way.
-            Some(kv) if kv.lease == lease => (kv.create_revision, first.kv()),
-            // Somebody else's key under our name: not ours to take (nor to delete:
-            // the undo deletes only a key on our lease).
-            _ => return Ok(None),
-        },
-        _ => return Err(malformed()),
-    };
-    let held = first.is_some_and(|o| o.key == key && o.create_revision == mine);
-    if !held {
+    let guard = !holder.is_owned(); // an owned lease's revocation deletes the key
+    let own = create_own_key(client, prefix_of(name), key.clone(), Bytes::new(), lease, guard, undo).await?;
+    if !own.is_oldest(&key) {
         return Ok(None);
     }
     if holder.lost_reason().is_some() {
         return Err(Error::SessionExpired);
     }
-    Ok(Some(Held { holder, key, revision: mine }))
+    Ok(Some(Held { holder, key, revision: own.revision }))
 }
 
 /// A held lock that is released when dropped; made by [`Lock::guard`].

@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use aetcd_core::rpc::election::{LeaderKey, Resign};
-use aetcd_core::rpc::kv::{Compare, Delete, Get, SortOrder, SortTarget, Txn, TxnOpResponse};
+use aetcd_core::rpc::kv::{Compare, Delete, Get, KeyValue, Put, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
 use aetcd_core::rpc::lease::{LeaseGrant, LeaseRevoke};
 use aetcd_core::Error;
 use bytes::Bytes;
@@ -36,8 +36,13 @@ use crate::election::Election;
 use crate::lease::{KeptLease, LeaseLost};
 use crate::lock::Lock;
 use crate::runtime::{Runtime, Timer};
+use crate::watch::{EventKind, WatchRequest};
 
 /// The lease TTL, in seconds, of sessions, locks and elections that set none.
+///
+/// ```
+/// assert_eq!(aetcd_h2::session::DEFAULT_TTL, 15);
+/// ```
 pub const DEFAULT_TTL: i64 = 15;
 
 /// A one-shot signal with an error: set once, seen by every waiter.
@@ -135,15 +140,17 @@ impl Drop for NameClaim {
 pub(crate) enum Holder {
     /// A lease granted for this lock or campaign alone; revoked when it ends.
     Owned(KeptLease),
-    /// The session's lease, with the name reserved in the session.
-    Session(NameClaim),
+    /// The session's lease, with the name reserved in the session (while the
+    /// attempt runs, the reservation is held by its [`Undo`] instead).
+    Session { lease: Arc<SessionLease>, claim: Option<NameClaim> },
 }
 
 impl Holder {
-    /// A holder for a lock or campaign `name`: the session's lease (claiming the
-    /// name), or a new kept lease of `ttl` seconds, whose revocation `undo` is
-    /// armed with before it is even granted.
-    pub(crate) async fn obtain<R>(
+    /// A holder for a lock or campaign `name`: the session's lease (the name's
+    /// reservation goes to `undo`, so that it outlives any cleanup), or a new kept
+    /// lease of `ttl` seconds, whose revocation `undo` is armed with before it is
+    /// even granted.
+    pub(crate) async fn obtain<R: Runtime>(
         client: &Client<R>,
         session: Option<&Arc<SessionLease>>,
         name: &Bytes,
@@ -155,23 +162,31 @@ impl Holder {
                 if s.lost_reason().is_some() {
                     return Err(Error::SessionExpired);
                 }
-                Ok(Holder::Session(s.claim(name)?))
+                undo.claim = Some(s.claim(name)?);
+                Ok(Holder::Session { lease: s.clone(), claim: None })
             }
             None => grant_kept(client, ttl, undo).await.map(Holder::Owned),
+        }
+    }
+
+    /// Takes over the name's reservation once the attempt succeeded.
+    pub(crate) fn keep(&mut self, reservation: Option<NameClaim>) {
+        if let Holder::Session { claim, .. } = self {
+            *claim = reservation;
         }
     }
 
     pub(crate) fn id(&self) -> i64 {
         match self {
             Holder::Owned(k) => k.id(),
-            Holder::Session(c) => c.lease.id(),
+            Holder::Session { lease, .. } => lease.id(),
         }
     }
 
     pub(crate) fn lost_reason(&self) -> Option<Error> {
         match self {
             Holder::Owned(k) => k.lost_reason(),
-            Holder::Session(c) => c.lease.lost_reason(),
+            Holder::Session { lease, .. } => lease.lost_reason(),
         }
     }
 
@@ -182,13 +197,14 @@ impl Holder {
     pub(crate) fn lost(&self) -> Lost {
         match self {
             Holder::Owned(k) => Lost { lease: Some(k.lost()), session: None, now: None },
-            Holder::Session(c) => Lost::of_session(&c.lease),
+            Holder::Session { lease, .. } => Lost::of_session(lease),
         }
     }
 
     /// Ends the hold: revokes an owned lease (which deletes the key), or runs
     /// `release` (which deletes the key). Cancel-safe: if this future is dropped
-    /// before the server answered, the release is still sent.
+    /// before the server answered, the release is still sent. The name stays
+    /// reserved in the session until the release is done.
     pub(crate) async fn release(self, shared: Arc<Shared>, release: Release) -> Result<(), Error> {
         let mut undo = Undo::new(shared);
         match self {
@@ -198,11 +214,10 @@ impl Holder {
                 undo.disarm();
                 r
             }
-            Holder::Session(claim) => {
+            Holder::Session { claim, .. } => {
                 undo.arm(release);
-                let r = undo.run().await;
-                drop(claim);
-                r
+                undo.claim = claim;
+                undo.run().await
             }
         }
     }
@@ -210,12 +225,17 @@ impl Holder {
     /// Ends the hold from `Drop`: stops the keep-alive, then sends the release
     /// without waiting for it.
     pub(crate) fn release_now(self, shared: &Shared, release: Release) {
-        let release = match &self {
-            Holder::Owned(k) => Release::Revoke(k.id()),
-            Holder::Session(_) => release,
-        };
-        drop(self);
-        release.fire(shared);
+        match self {
+            Holder::Owned(kept) => {
+                let id = kept.id();
+                drop(kept);
+                Release::Revoke(id).fire(shared);
+            }
+            Holder::Session { claim, .. } => {
+                release.fire(shared);
+                drop(claim);
+            }
+        }
     }
 }
 
@@ -292,12 +312,6 @@ pub(crate) enum Release {
 }
 
 impl Release {
-    /// Deletes `key` only while it is attached to `lease`.
-    pub(crate) fn delete_if_lease(key: Bytes, lease: i64) -> Release {
-        let when = Compare::lease(key.clone()).eq(lease);
-        Release::Delete { key, when }
-    }
-
     /// Deletes `key` only while it is the incarnation created at `revision`.
     pub(crate) fn delete_if_created(key: Bytes, revision: i64) -> Release {
         let when = Compare::create_revision(key.clone()).eq(revision);
@@ -331,16 +345,18 @@ impl Release {
 
 /// What must be undone if an acquisition or campaign does not complete: run
 /// (awaited) on failure, sent without waiting from `Drop` when the future that
-/// owns it is dropped (cancelled).
+/// owns it is dropped (cancelled). It also holds the name's reservation in the
+/// session, released only after the cleanup (ran or was sent).
 #[derive(Debug)]
 pub(crate) struct Undo {
     shared: Arc<Shared>,
     action: Option<Release>,
+    claim: Option<NameClaim>,
 }
 
 impl Undo {
     pub(crate) fn new(shared: Arc<Shared>) -> Undo {
-        Undo { shared, action: None }
+        Undo { shared, action: None, claim: None }
     }
 
     pub(crate) fn arm(&mut self, action: Release) {
@@ -349,6 +365,20 @@ impl Undo {
 
     pub(crate) fn disarm(&mut self) {
         self.action = None;
+    }
+
+    /// Nothing to undo any more (the attempt succeeded): hands back the name's
+    /// reservation, if any, for the holder to keep.
+    pub(crate) fn finish(&mut self) -> Option<NameClaim> {
+        self.action = None;
+        self.claim.take()
+    }
+
+    /// Takes over what `other` would undo, if anything.
+    fn take_from(&mut self, other: &mut Undo) {
+        if let Some(action) = other.action.take() {
+            self.action = Some(action);
+        }
     }
 
     /// Runs the armed action and waits for the server; still armed (and so sent
@@ -366,6 +396,121 @@ impl Drop for Undo {
         if let Some(action) = self.action.take() {
             action.fire(&self.shared);
         }
+        // `claim` is dropped after this: the name is free once the cleanup is sent.
+    }
+}
+
+/// The outcome of [`create_own_key`].
+pub(crate) struct OwnKey {
+    /// The key's creation revision.
+    pub(crate) revision: i64,
+    /// The oldest key under the prefix at that revision.
+    pub(crate) oldest: Option<KeyValue>,
+}
+
+impl OwnKey {
+    /// True when `key` (created at `revision`) was the oldest.
+    pub(crate) fn is_oldest(&self, key: &Bytes) -> bool {
+        self.oldest.as_ref().is_some_and(|o| o.key == key && o.create_revision == self.revision)
+    }
+}
+
+/// Creates `key` with `value` on `lease`, and returns its creation revision with
+/// the oldest key under `prefix`, read in the same transaction. The creation runs
+/// to its end even if this is cancelled (and is then undone).
+///
+/// A key that exists already on the same lease is a leftover of an earlier
+/// attempt whose deletion is still under way: it is deleted (if still that
+/// incarnation) and the key created anew, so that every cleanup of this attempt
+/// is guarded by the creation revision and never deletes a later incarnation.
+/// With `guard_undo`, `undo` is armed with that guarded deletion.
+pub(crate) async fn create_own_key<R: Runtime>(
+    client: &Client<R>,
+    prefix: Bytes,
+    key: Bytes,
+    value: Bytes,
+    lease: i64,
+    guard_undo: bool,
+    undo: &mut Undo,
+) -> Result<OwnKey, Error> {
+    let c = client.clone();
+    let create = async move {
+        let mut undo = Undo::new(c.shared.clone());
+        let r = create_key(&c, &prefix, &key, value, lease).await;
+        if let (Ok(own), true) = (&r, guard_undo) {
+            undo.arm(Release::delete_if_created(key, own.revision));
+        }
+        (r, undo)
+    };
+    let (created, mut inner) = detached(&client.runtime, client.shared.clone(), create).await;
+    undo.take_from(&mut inner);
+    created
+}
+
+async fn create_key<R>(
+    client: &Client<R>,
+    prefix: &Bytes,
+    key: &Bytes,
+    value: Bytes,
+    lease: i64,
+) -> Result<OwnKey, Error> {
+    let malformed = || Error::Malformed { reason: "transaction answer does not match its operations".into() };
+    for _ in 0..4 {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone()).eq(0)])
+            .and_then([TxnOp::from(Put::new(key.clone(), value.clone()).lease(lease)), TxnOp::from(oldest(prefix))])
+            .or_else([Get::key(key.clone())]);
+        let r = client.txn(txn).await?;
+        if r.succeeded {
+            let [TxnOpResponse::Put(_), TxnOpResponse::Get(first)] = r.responses.as_slice() else {
+                return Err(malformed());
+            };
+            return Ok(OwnKey { revision: r.header.revision, oldest: first.kvs.first().cloned() });
+        }
+        let [TxnOpResponse::Get(existing)] = r.responses.as_slice() else { return Err(malformed()) };
+        match existing.kv() {
+            Some(kv) if kv.lease == lease => {
+                Release::delete_if_created(key.clone(), kv.create_revision).run(client.shared.clone()).await?;
+            }
+            Some(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "the key {:?} exists on another lease",
+                    String::from_utf8_lossy(key)
+                )))
+            }
+            None => {} // deleted meanwhile: try again
+        }
+    }
+    Err(Error::SessionExpired)
+}
+
+/// Waits until no key under `prefix` created before `revision` is left: each
+/// waiter watches only the next older key, not the holder (no herd).
+pub(crate) async fn wait_for_older<R>(client: &Client<R>, prefix: &Bytes, revision: i64) -> Result<(), Error> {
+    use futures_util::StreamExt;
+    loop {
+        let newest_older = Get::prefix(prefix.clone())
+            .sort(SortTarget::Create, SortOrder::Descend)
+            .max_create_revision(revision - 1)
+            .limit(1)
+            .keys_only();
+        let r = client.request(newest_older).await?;
+        let Some(older) = r.kvs.first() else { return Ok(()) };
+        let request = WatchRequest::key(older.key.clone()).start_revision(r.header.revision + 1).no_put();
+        let mut watch = match client.watch_with(request).await {
+            Ok(w) => w,
+            Err(Error::Compacted { .. }) => continue, // read again
+            Err(e) => return Err(e),
+        };
+        loop {
+            match watch.next().await {
+                Some(Ok(e)) if e.kind == EventKind::Delete => break,
+                Some(Ok(_)) => {}
+                Some(Err(Error::Compacted { .. })) => break, // read again
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::Closed),
+            }
+        }
     }
 }
 
@@ -382,31 +527,49 @@ fn random_lease_id() -> i64 {
     i64::try_from(h.finish() >> 1).unwrap_or(1).max(1)
 }
 
-/// Grants a lease of `ttl` seconds and keeps it alive. `undo` is armed with its
-/// revocation before the grant is sent, so that no outcome (error, deadline,
-/// cancellation) leaves the lease behind; the caller disarms it.
-pub(crate) async fn grant_kept<R>(client: &Client<R>, ttl: i64, undo: &mut Undo) -> Result<KeptLease, Error> {
+/// Runs `work` in a task of its own, so that dropping the returned future (a
+/// cancelled attempt) never abandons a write half-way, with its outcome unknown.
+/// `work` returns its result with what undoes it; if nobody takes the result any
+/// more, that is undone at once.
+async fn detached<R: Runtime, T: Send + 'static>(
+    runtime: &R,
+    shared: Arc<Shared>,
+    work: impl Future<Output = (Result<T, Error>, Undo)> + Send + 'static,
+) -> (Result<T, Error>, Undo) {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    runtime.spawn(Box::pin(async move {
+        // If the receiver is gone, the returned (or, later, the channel's) `Undo` is dropped: it fires.
+        let _ = tx.send(work.await);
+    }));
+    rx.await.unwrap_or_else(|_| (Err(Error::Closed), Undo::new(shared)))
+}
+
+/// Grants a lease of `ttl` seconds and keeps it alive. The grant runs to its end
+/// even if this is cancelled, and `undo` is armed with the lease's revocation, so
+/// that no outcome (error, deadline, cancellation) leaves the lease behind; the
+/// caller disarms it.
+pub(crate) async fn grant_kept<R: Runtime>(client: &Client<R>, ttl: i64, undo: &mut Undo) -> Result<KeptLease, Error> {
     if ttl <= 0 {
         return Err(Error::InvalidArgument("a lease TTL must be positive".into()));
     }
-    let mut attempts = 0;
-    let id = loop {
-        let id = random_lease_id();
-        undo.arm(Release::Revoke(id));
-        match client.request(LeaseGrant::new(ttl).id(id)).await {
-            Ok(_) => break id,
-            Err(Error::LeaseExists) if attempts < 8 => {
-                undo.disarm(); // somebody else's lease: not ours to revoke
-                attempts += 1;
+    let c = client.clone();
+    let grant = async move {
+        let mut undo = Undo::new(c.shared.clone());
+        for _ in 0..8 {
+            // Chosen here, so that a grant whose answer is lost can still be revoked.
+            let id = random_lease_id();
+            undo.arm(Release::Revoke(id));
+            match c.request(LeaseGrant::new(ttl).id(id)).await {
+                Ok(_) => return (Ok(id), undo),
+                Err(Error::LeaseExists) => undo.disarm(), // somebody else's: not ours to revoke
+                Err(e) => return (Err(e), undo),
             }
-            Err(Error::LeaseExists) => {
-                undo.disarm();
-                return Err(Error::LeaseExists);
-            }
-            Err(e) => return Err(e),
         }
+        (Err(Error::LeaseExists), undo)
     };
-    client.lease_keep_alive(id).await
+    let (granted, mut inner) = detached(&client.runtime, client.shared.clone(), grant).await;
+    undo.take_from(&mut inner);
+    client.lease_keep_alive(granted?).await
 }
 
 /// `<name>/`: the prefix under which the keys of lock or election `name` live.
@@ -444,11 +607,12 @@ pub(crate) async fn owner_revision<R>(
 
 /// Runs `f`, failing with [`Error::DeadlineExceeded`] (and dropping `f`) at `deadline`.
 pub(crate) async fn with_deadline<R: Runtime, T>(
+    runtime: &R,
     deadline: Option<Instant>,
     f: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
     let Some(deadline) = deadline else { return f.await };
-    let mut timer = R::default().timer();
+    let mut timer = runtime.timer();
     timer.reset(deadline);
     let mut f = std::pin::pin!(f);
     std::future::poll_fn(|cx| {
@@ -470,14 +634,6 @@ pub(crate) async fn unless_lost<T>(f: impl Future<Output = Result<T, Error>>, mu
         Pin::new(&mut lost).poll(cx).map(|_| Err(Error::SessionExpired))
     })
     .await
-}
-
-/// Sets a request's deadline: `deadline` if any, none at all otherwise.
-pub(crate) fn until<U: aetcd_core::rpc::Unary>(f: ResponseFuture<U>, deadline: Option<Instant>) -> ResponseFuture<U> {
-    match deadline {
-        Some(d) => f.timeout(d.saturating_duration_since(Instant::now())),
-        None => f.no_deadline(),
-    }
 }
 
 /// A deadline `d` from now (none if it is too far to represent).

@@ -387,7 +387,7 @@ impl<R: Runtime> Client<R> {
     /// [`Client::watch_once`] with every watch option.
     pub async fn watch_once_with(&self, request: WatchRequest, timeout: Duration) -> Result<WatchEvent, Error> {
         let deadline = Instant::now() + timeout;
-        let mut timer = R::default().timer();
+        let mut timer = self.runtime.timer();
         timer.reset(deadline);
         let watch = self.watch_with(request);
         let first = async move {

@@ -29,7 +29,9 @@ use std::time::Instant;
 
 use aetcd_h2::{BoxFuture, Runtime, Timer};
 
-pub use aetcd_h2::{kv, lease, watch, CallOptions, Endpoint, Error, IntoEndpoints, Origin, ResponseFuture};
+pub use aetcd_h2::{
+    election, kv, lease, lock, session, watch, CallOptions, Endpoint, Error, IntoEndpoints, Origin, ResponseFuture,
+};
 
 /// The etcd client on smol.
 pub type Client = aetcd_h2::Client<Smol>;
