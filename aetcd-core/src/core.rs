@@ -14,7 +14,8 @@ use crate::ids::{CallId, EndpointId, RequestId};
 use crate::keeper::{Keeper, LeaseUpdate, KEEP_ALIVE_PATH};
 use crate::rpc::watch::{WatchId, WatchRequest, WatchUpdate};
 use crate::rpc::UnaryRequest;
-use crate::watch::{Stream, WatchMux, WATCH_PATH};
+use crate::stream::Stream;
+use crate::watch::{WatchMux, WATCH_PATH};
 
 /// Per-request options.
 ///

@@ -10,14 +10,13 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::core::{Event, Output};
 use crate::error::Error;
-use crate::grpc::frame::encode_into;
 use crate::ids::CallId;
 use crate::pb::etcdserverpb as pb;
-use crate::watch::Stream;
+use crate::stream::{Stream, StreamSlot};
 
 /// Path of the keep-alive method.
 pub(crate) const KEEP_ALIVE_PATH: &str = "/etcdserverpb.Lease/LeaseKeepAlive";
@@ -62,32 +61,20 @@ struct Kept {
 pub(crate) struct Keeper {
     leases: HashMap<i64, Kept>,
     timers: BTreeSet<(Instant, i64, Due)>,
-    stream: Stream,
-    write: BytesMut,
-    backoff: Duration,
-    backoff_min: Duration,
-    backoff_max: Duration,
+    stream: StreamSlot,
 }
 
 impl Keeper {
     pub(crate) fn new(backoff_min: Duration, backoff_max: Duration) -> Self {
-        Keeper {
-            leases: HashMap::new(),
-            timers: BTreeSet::new(),
-            stream: Stream::Idle,
-            write: BytesMut::new(),
-            backoff: backoff_min,
-            backoff_min,
-            backoff_max,
-        }
+        Keeper { leases: HashMap::new(), timers: BTreeSet::new(), stream: StreamSlot::new(backoff_min, backoff_max) }
     }
 
     pub(crate) fn stream(&self) -> Stream {
-        self.stream
+        self.stream.state()
     }
 
     pub(crate) fn wants_stream(&self) -> bool {
-        self.stream == Stream::Wanted
+        self.stream.is_wanted()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -107,11 +94,7 @@ impl Keeper {
         self.timers.insert((kept.renew_at, id, Due::Renew));
         self.timers.insert((kept.deadline, id, Due::Deadline));
         self.leases.insert(id, kept);
-        if self.stream == Stream::Idle {
-            self.stream = Stream::Wanted;
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(self.stream.want())
     }
 
     /// Stops keeping `id` alive (the lease itself is left to expire).
@@ -133,7 +116,7 @@ impl Keeper {
     /// Sends due renewals (when the stream is open) and reports leases whose
     /// deadline passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Output>) {
-        let open = matches!(self.stream, Stream::Open(_));
+        let open = self.stream.is_open();
         let mut parked = Vec::new();
         while let Some(&(at, id, due)) = self.timers.first() {
             if at > now {
@@ -150,7 +133,7 @@ impl Keeper {
                 }
                 Due::Renew if open => {
                     let Some(k) = self.leases.get_mut(&id) else { continue };
-                    encode_into(&pb::LeaseKeepAliveRequest { id }, &mut self.write);
+                    self.stream.push(&pb::LeaseKeepAliveRequest { id });
                     k.sent_at.get_or_insert(now);
                     // Until an answer sets the next renewal, repeat at the usual cadence.
                     k.renew_at = now + (k.ttl / 3).max(MIN_RENEW_INTERVAL);
@@ -169,48 +152,31 @@ impl Keeper {
 
     /// A stream opened as `call`: the renewals that are due go out with it.
     pub(crate) fn stream_opened(&mut self, now: Instant, call: CallId) -> Bytes {
-        self.stream = Stream::Open(call);
         let mut due: Vec<i64> = self.leases.iter().filter(|(_, k)| k.renew_at <= now).map(|(id, _)| *id).collect();
         due.sort_unstable(); // a reproducible order
         for id in due {
             let k = self.leases.get_mut(&id).expect("id taken from the map just above");
             self.timers.remove(&(k.renew_at, id, Due::Renew));
-            encode_into(&pb::LeaseKeepAliveRequest { id }, &mut self.write);
+            self.stream.push(&pb::LeaseKeepAliveRequest { id });
             k.sent_at.get_or_insert(now);
             k.renew_at = now + (k.ttl / 3).max(MIN_RENEW_INTERVAL);
             self.timers.insert((k.renew_at, id, Due::Renew));
         }
-        self.write.split().freeze()
+        self.stream.opened(call)
     }
 
     pub(crate) fn take_write(&mut self) -> Option<(CallId, Bytes)> {
-        match self.stream {
-            Stream::Open(call) if !self.write.is_empty() => Some((call, self.write.split().freeze())),
-            _ => None,
-        }
+        self.stream.take_write()
     }
 
     /// The stream ended. Leases keep their deadlines; returns the wait before
     /// reopening while any lease is kept.
     pub(crate) fn stream_ended(&mut self) -> Option<Duration> {
-        self.write.clear();
-        if self.leases.is_empty() {
-            self.stream = Stream::Idle;
-            return None;
-        }
-        self.stream = Stream::Wanted;
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.backoff_max);
-        Some(wait)
+        self.stream.ended(!self.leases.is_empty())
     }
 
     pub(crate) fn close(&mut self, out: &mut VecDeque<Output>) -> Option<CallId> {
-        let call = match self.stream {
-            Stream::Open(call) => Some(call),
-            _ => None,
-        };
-        self.stream = Stream::Idle;
-        self.write.clear();
+        let call = self.stream.close();
         self.timers.clear();
         let mut ids: Vec<i64> = self.leases.drain().map(|(id, _)| id).collect();
         ids.sort_unstable();
@@ -227,7 +193,7 @@ impl Keeper {
         out: &mut VecDeque<Output>,
     ) -> Result<(), Error> {
         let r = crate::rpc::decode_pb::<pb::LeaseKeepAliveResponse>(message)?;
-        self.backoff = self.backoff_min;
+        self.stream.worked();
         let id = r.id;
         let Some(k) = self.leases.get_mut(&id) else { return Ok(()) };
         if r.ttl <= 0 {

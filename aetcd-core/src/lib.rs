@@ -87,6 +87,7 @@ mod ids;
 mod keeper;
 pub mod pb;
 pub mod rpc;
+mod stream;
 mod watch;
 
 pub use crate::config::{Config, Endpoint, Scheme};

@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::core::{Event, Output};
 use crate::error::Error;
@@ -19,6 +19,7 @@ use crate::grpc::{Code, Status};
 use crate::ids::CallId;
 use crate::pb::{etcdserverpb as pb, mvccpb};
 use crate::rpc::watch::{WatchEvent, WatchId, WatchRequest, WatchResponse, WatchUpdate};
+use crate::stream::{Stream, StreamSlot};
 
 /// Path of the Watch service's only method.
 pub(crate) const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
@@ -47,46 +48,26 @@ struct Watcher {
     fragments: Vec<mvccpb::Event>,
 }
 
-/// The stream that carries every watch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stream {
-    /// No stream and none wanted.
-    Idle,
-    /// A stream is wanted: waiting for a connection or for the reconnect backoff.
-    Wanted,
-    /// Open as this call.
-    Open(CallId),
-}
-
 #[derive(Debug)]
 pub(crate) struct WatchMux {
     watches: HashMap<WatchId, Watcher>,
-    stream: Stream,
+    stream: StreamSlot,
     /// Watches whose create was sent on the current stream, oldest first: a
     /// failed create is answered with watch id -1 and belongs to the oldest.
     creating: VecDeque<WatchId>,
-    /// Frames waiting to be sent on the current stream.
-    write: BytesMut,
-    backoff: Duration,
-    backoff_min: Duration,
-    backoff_max: Duration,
 }
 
 impl WatchMux {
     pub(crate) fn new(backoff_min: Duration, backoff_max: Duration) -> Self {
         WatchMux {
             watches: HashMap::new(),
-            stream: Stream::Idle,
+            stream: StreamSlot::new(backoff_min, backoff_max),
             creating: VecDeque::new(),
-            write: BytesMut::new(),
-            backoff: backoff_min,
-            backoff_min,
-            backoff_max,
         }
     }
 
     pub(crate) fn stream(&self) -> Stream {
-        self.stream
+        self.stream.state()
     }
 
     pub(crate) fn next_revision(&self, id: WatchId) -> Option<i64> {
@@ -99,7 +80,7 @@ impl WatchMux {
 
     /// True when watches exist but no stream carries them.
     pub(crate) fn wants_stream(&self) -> bool {
-        self.stream == Stream::Wanted
+        self.stream.is_wanted()
     }
 
     /// Registers a watch. Returns true when a stream must be opened for it.
@@ -120,17 +101,10 @@ impl WatchMux {
                 });
             }
         }
-        match self.stream {
-            Stream::Open(_) => {
-                self.send_create(id);
-                Ok(false)
-            }
-            Stream::Wanted => Ok(false),
-            Stream::Idle => {
-                self.stream = Stream::Wanted;
-                Ok(true)
-            }
+        if self.stream.is_open() {
+            self.send_create(id);
         }
+        Ok(self.stream.want())
     }
 
     /// Cancels a watch; it ends with `Ok` once the server confirms (at once when
@@ -155,7 +129,7 @@ impl WatchMux {
 
     /// Asks the server for a progress notification for every watch on the stream.
     pub(crate) fn request_progress(&mut self) {
-        if let Stream::Open(_) = self.stream {
+        if self.stream.is_open() {
             self.push_request(pb::watch_request::RequestUnion::ProgressRequest(pb::WatchProgressRequest {}));
         }
     }
@@ -163,7 +137,6 @@ impl WatchMux {
     /// A new stream is opening as `call`: returns the creates of every watch to
     /// send as its first bytes.
     pub(crate) fn stream_opened(&mut self, call: CallId) -> Bytes {
-        self.stream = Stream::Open(call);
         self.creating.clear();
         let mut pending: Vec<WatchId> =
             self.watches.iter().filter(|(_, w)| w.state == State::Pending).map(|(id, _)| *id).collect();
@@ -171,15 +144,12 @@ impl WatchMux {
         for id in pending {
             self.send_create(id);
         }
-        self.write.split().freeze()
+        self.stream.opened(call)
     }
 
     /// Bytes to send on the open stream, if any.
     pub(crate) fn take_write(&mut self) -> Option<(CallId, Bytes)> {
-        match self.stream {
-            Stream::Open(call) if !self.write.is_empty() => Some((call, self.write.split().freeze())),
-            _ => None,
-        }
+        self.stream.take_write()
     }
 
     /// The stream ended with `error`. Watches that were being cancelled end;
@@ -187,8 +157,6 @@ impl WatchMux {
     /// `None` when the error is final (then every watch has ended with it).
     pub(crate) fn stream_ended(&mut self, error: Error, out: &mut VecDeque<Output>) -> Option<Duration> {
         self.creating.clear();
-        self.write.clear();
-        self.stream = Stream::Idle;
         let retry = should_retry(&error);
         let mut ids: Vec<WatchId> = self.watches.keys().copied().collect();
         ids.sort_unstable(); // events in a reproducible order
@@ -204,24 +172,13 @@ impl WatchMux {
                 w.fragments.clear();
             }
         }
-        if self.watches.is_empty() {
-            return None;
-        }
-        self.stream = Stream::Wanted;
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.backoff_max);
-        Some(wait)
+        self.stream.ended(!self.watches.is_empty())
     }
 
     /// Ends every watch (the client is closing).
     pub(crate) fn close(&mut self, out: &mut VecDeque<Output>) -> Option<CallId> {
-        let call = match self.stream {
-            Stream::Open(call) => Some(call),
-            _ => None,
-        };
-        self.stream = Stream::Idle;
+        let call = self.stream.close();
         self.creating.clear();
-        self.write.clear();
         let mut ids: Vec<WatchId> = self.watches.drain().map(|(id, _)| id).collect();
         ids.sort_unstable();
         for id in ids {
@@ -311,7 +268,7 @@ impl WatchMux {
             return Ok(());
         }
         // The stream works: the next break starts its backoff afresh.
-        self.backoff = self.backoff_min;
+        self.stream.worked();
         if w.state == State::Creating {
             w.state = State::Active;
         }
@@ -335,7 +292,7 @@ impl WatchMux {
     }
 
     fn push_request(&mut self, union: pb::watch_request::RequestUnion) {
-        crate::grpc::frame::encode_into(&pb::WatchRequest { request_union: Some(union) }, &mut self.write);
+        self.stream.push(&pb::WatchRequest { request_union: Some(union) });
     }
 }
 
