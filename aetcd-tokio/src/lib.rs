@@ -20,6 +20,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Watches are `Stream`s that survive reconnects; leases can be kept alive in the
+//! background; locks and elections hold kept-alive leases:
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), aetcd_tokio::Error> {
+//! let client = aetcd_tokio::Client::connect("localhost:2379").await?;
+//! let mut changes = client.watch_prefix("jobs/").await?;
+//! client.put("jobs/1", "queued").await?;
+//! let event = changes.next().await.unwrap()?;
+//! println!("{:?} {:?} at revision {}", event.kind, event.kv.key, event.revision());
+//!
+//! let lease = client.lease_grant_kept(10).await?; // renewed until dropped
+//! let mut lock = client.lock("locks/jobs");
+//! lock.acquire().await?;
+//! lock.release().await?;
+//! # drop(lease);
+//! # Ok(()) }
+//! ```
+//!
 //! The API is the same as `aetcd-smol`'s: both are [`aetcd_h2::Client`] with a
 //! different runtime; this crate only supplies [`Tokio`], the runtime seam.
 #![forbid(unsafe_code)]
