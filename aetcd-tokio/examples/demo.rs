@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use aetcd_tokio::kv::{Compare, Get, Put, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
 use aetcd_tokio::{Client, Error};
+use futures_util::StreamExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -55,6 +56,30 @@ async fn main() -> Result<(), Error> {
     println!("lease {:x} holds {:?}", lease.id, client.lease_time_to_live(lease.id).await?.keys);
     client.lease_revoke(lease.id).await?;
     println!("after revoke: {} keys", client.get("demo/ephemeral").await?.count);
+
+    // watches: a Stream of events until cancel
+    let mut watcher = client.watch_prefix("demo/watched/").await?;
+    client.put("demo/watched/a", "1").await?;
+    client.delete("demo/watched/a").await?;
+    for _ in 0..2 {
+        if let Some(event) = watcher.next().await {
+            let event = event?;
+            println!("watch: {:?} {:?} at revision {}", event.kind, event.kv.key_str(), event.revision());
+        }
+    }
+    watcher.cancel().await?;
+
+    // locks: acquire/release, or a guard released on drop; the lease is kept alive meanwhile
+    let mut lock = client.lock("demo/locks/report").ttl(10);
+    lock.acquire_timeout(Duration::from_secs(5)).await?;
+    println!("lock held with key {:?}, fencing revision {:?}", lock.key(), lock.revision());
+    let busy = client.lock("demo/locks/report").try_acquire().await?;
+    println!("a second locker gets it at once? {busy}");
+    lock.release().await?;
+    {
+        let guard = client.lock("demo/locks/report").guard().await?;
+        println!("guard holds the lock at revision {}", guard.revision());
+    } // released here
 
     // typed errors
     match client.request(Get::key("demo/greeting").revision(rev + 1_000_000)).await {
