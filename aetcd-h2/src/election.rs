@@ -34,10 +34,10 @@ use futures_util::StreamExt;
 pub use aetcd_core::rpc::election::{CampaignResponse, LeaderKey, LeaderResponse, ProclaimResponse, ResignResponse};
 
 use crate::client::Client;
-use crate::runtime::Runtime;
+use crate::runtime::{deadline_in, with_deadline, Runtime};
 use crate::session::{
-    create_own_key, deadline_in, oldest, owner_revision, prefix_of, unless_lost, wait_for_older, with_deadline, Holder,
-    Lost, Release, SessionLease, Undo, DEFAULT_TTL,
+    create_own_key, oldest, owner_revision, prefix_of, unless_lost, wait_for_older, Holder, Lost, Release,
+    SessionLease, Undo, DEFAULT_TTL,
 };
 use crate::watch::{WatchItem, WatchResponses};
 

@@ -41,10 +41,10 @@ use bytes::Bytes;
 pub use aetcd_core::rpc::lock::{lock_key, LockResponse, UnlockRequest, UnlockResponse};
 
 use crate::client::Client;
-use crate::runtime::Runtime;
+use crate::runtime::{deadline_in, with_deadline, Runtime};
 use crate::session::{
-    create_own_key, deadline_in, owner_revision, prefix_of, unless_lost, wait_for_older, with_deadline, Holder, Lost,
-    Release, SessionLease, Undo, DEFAULT_TTL,
+    create_own_key, owner_revision, prefix_of, unless_lost, wait_for_older, Holder, Lost, Release, SessionLease, Undo,
+    DEFAULT_TTL,
 };
 
 /// A held lock: the lease behind it, the key and the key's creation revision.

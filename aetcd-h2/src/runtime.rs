@@ -4,7 +4,9 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use aetcd_core::Error;
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -39,4 +41,28 @@ pub trait Timer: Send + Unpin + 'static {
     fn reset(&mut self, at: Instant);
     /// Ready once the instant set last has passed.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+}
+
+/// A deadline `d` from now (none if it is too far to represent).
+pub(crate) fn deadline_in(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+/// Runs `f`, failing with [`Error::DeadlineExceeded`] (and dropping `f`) at `deadline`.
+pub(crate) async fn with_deadline<R: Runtime, T>(
+    runtime: &R,
+    deadline: Option<Instant>,
+    f: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(deadline) = deadline else { return f.await };
+    let mut timer = runtime.timer();
+    timer.reset(deadline);
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = f.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        timer.poll_fired(cx).map(|()| Err(Error::DeadlineExceeded))
+    })
+    .await
 }

@@ -23,7 +23,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
 use aetcd_core::rpc::election::{LeaderKey, Resign};
 use aetcd_core::rpc::kv::{Compare, Delete, Get, KeyValue, Put, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse};
@@ -35,7 +34,7 @@ use crate::client::{Client, ResponseFuture, Shared};
 use crate::election::Election;
 use crate::lease::{KeptLease, LeaseLost};
 use crate::lock::Lock;
-use crate::runtime::{Runtime, Timer};
+use crate::runtime::Runtime;
 use crate::watch::{EventKind, WatchRequest};
 
 /// The lease TTL, in seconds, of sessions, locks and elections that set none.
@@ -605,25 +604,6 @@ pub(crate) async fn owner_revision<R>(
     })
 }
 
-/// Runs `f`, failing with [`Error::DeadlineExceeded`] (and dropping `f`) at `deadline`.
-pub(crate) async fn with_deadline<R: Runtime, T>(
-    runtime: &R,
-    deadline: Option<Instant>,
-    f: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    let Some(deadline) = deadline else { return f.await };
-    let mut timer = runtime.timer();
-    timer.reset(deadline);
-    let mut f = std::pin::pin!(f);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = f.as_mut().poll(cx) {
-            return Poll::Ready(r);
-        }
-        timer.poll_fired(cx).map(|()| Err(Error::DeadlineExceeded))
-    })
-    .await
-}
-
 /// Runs `f`, failing with [`Error::SessionExpired`] (and dropping `f`) if `lost` resolves first.
 pub(crate) async fn unless_lost<T>(f: impl Future<Output = Result<T, Error>>, mut lost: Lost) -> Result<T, Error> {
     let mut f = std::pin::pin!(f);
@@ -634,11 +614,6 @@ pub(crate) async fn unless_lost<T>(f: impl Future<Output = Result<T, Error>>, mu
         Pin::new(&mut lost).poll(cx).map(|_| Err(Error::SessionExpired))
     })
     .await
-}
-
-/// A deadline `d` from now (none if it is too far to represent).
-pub(crate) fn deadline_in(d: Duration) -> Option<Instant> {
-    Instant::now().checked_add(d)
 }
 
 /// One kept-alive lease for locks and elections to share, like Go's

@@ -8,11 +8,10 @@
 //! the other watches are not slowed down.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aetcd_core::Error;
 use bytes::Bytes;
@@ -23,7 +22,7 @@ pub use aetcd_core::rpc::watch::{EventKind, WatchEvent, WatchId, WatchRequest, W
 
 use crate::client::{Client, Shared};
 use crate::driver::Command;
-use crate::runtime::{Runtime, Timer};
+use crate::runtime::{deadline_in, with_deadline, Runtime};
 
 /// One item of a watch, as [`Watcher::responses`] yields them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,9 +385,6 @@ impl<R: Runtime> Client<R> {
 
     /// [`Client::watch_once`] with every watch option.
     pub async fn watch_once_with(&self, request: WatchRequest, timeout: Duration) -> Result<WatchEvent, Error> {
-        let deadline = Instant::now() + timeout;
-        let mut timer = self.runtime.timer();
-        timer.reset(deadline);
         let watch = self.watch_with(request);
         let first = async move {
             let mut w = watch.await?;
@@ -396,16 +392,6 @@ impl<R: Runtime> Client<R> {
             let _ = w.cancel().await;
             event.unwrap_or(Err(Error::Closed))
         };
-        let mut first = std::pin::pin!(first);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = first.as_mut().poll(cx) {
-                return Poll::Ready(r);
-            }
-            match timer.poll_fired(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(Error::DeadlineExceeded)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+        with_deadline(&self.runtime, deadline_in(timeout), first).await
     }
 }
