@@ -22,7 +22,7 @@ data=$(mktemp -d)
   --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
   --initial-cluster "demo=http://127.0.0.1:$peer_port" >"$data/etcd.log" 2>&1 &
 etcd_pid=$!
-trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$data"' EXIT
+trap 'rc=$?; kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null || true; rm -rf "$data"; exit $rc' EXIT
 for _ in $(seq 100); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$client_port") 2>/dev/null; then break; fi
   kill -0 $etcd_pid 2>/dev/null || { cat "$data/etcd.log"; echo "etcd failed to start" >&2; exit 1; }
